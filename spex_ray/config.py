@@ -1,0 +1,255 @@
+"""One Config of typed sections, loaded from YAML and overridden with `section.key=value`.
+
+Sections: policy (the LLM engine), reward, search, spex (speculation switches), task (the
+dataset), run (concurrency, seeds, outputs, Ray). Unknown keys and ill-typed values are
+errors that name the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message names it."""
+
+
+@dataclass
+class PolicyConfig:
+    """The policy LLM and the engine that serves it."""
+
+    backend: str = "hf"  # engines registry name: hf (CPU/GPU transformers)
+    model: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct), a local path, or a hub id
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_batch_size: int = 8  # sequences decoded together
+    max_new_tokens: int = 96  # per reasoning step
+    temperature: float = 0.7
+    top_p: float = 1.0
+    num_engines: int = 1
+    num_gpus: float = 0.0  # per engine actor; 0 on CPU
+    num_cpus: float = 1.0  # per engine actor
+    cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
+
+    def validate(self) -> None:
+        _check(self.max_batch_size >= 1, "policy.max_batch_size", "must be >= 1")
+        _check(self.max_new_tokens >= 1, "policy.max_new_tokens", "must be >= 1")
+        _check(self.temperature >= 0, "policy.temperature", "must be >= 0")
+        _check(0 < self.top_p <= 1, "policy.top_p", "must be in (0, 1]")
+        _check(self.num_engines >= 1, "policy.num_engines", "must be >= 1")
+        _check(self.num_gpus >= 0, "policy.num_gpus", "must be >= 0")
+        _check(self.dtype in ("float32", "bfloat16", "float16"), "policy.dtype", "float32|bfloat16|float16")
+        from spex_ray.engines import ENGINES
+
+        _check(self.backend in ENGINES, "policy.backend", f"one of {ENGINES.names()}")
+
+
+@dataclass
+class RewardConfig:
+    """How a step is scored. `confidence` reads the policy's own token logprobs."""
+
+    kind: str = "confidence"
+    step_score: str = "mean_logprob"  # confidence: mean_logprob | min_logprob
+    path_score: str = "min"  # a path's reward from its step rewards: min | last | mean
+
+    def validate(self) -> None:
+        from spex_ray.rewards import REWARDS
+
+        _check(self.kind in REWARDS, "reward.kind", f"one of {REWARDS.names()}")
+        _check(self.step_score in ("mean_logprob", "min_logprob"), "reward.step_score", "mean_logprob|min_logprob")
+        _check(self.path_score in ("min", "last", "mean"), "reward.path_score", "min|last|mean")
+
+
+@dataclass
+class SearchConfig:
+    """The tree search: algorithm and its knobs."""
+
+    algorithm: str = "rebase"  # rebase (BFS) | mcts (DFS)
+    width: int = 4  # REBASE: samples per query (leaves budget); MCTS: unused
+    rollouts: int = 4  # MCTS: number of rollouts
+    expand_width: int = 2  # MCTS: children generated per expansion ("wid")
+    softmax_temperature: float = 0.2  # REBASE: T in softmax(reward / T)
+    exploration: float = 1.4  # MCTS: UCT exploration constant
+    max_depth: int = 8  # steps per path
+    max_path_tokens: int = 768  # generated tokens per path
+    step_delimiter: str = "\n\n"
+    aggregate: str = "weighted_vote"  # weighted_vote | majority | best
+
+    def validate(self) -> None:
+        from spex_ray.tree.algorithms import ALGORITHMS
+
+        _check(self.algorithm in ALGORITHMS, "search.algorithm", f"one of {ALGORITHMS.names()}")
+        for key in ("width", "rollouts", "expand_width", "max_depth", "max_path_tokens"):
+            _check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
+        _check(self.softmax_temperature > 0, "search.softmax_temperature", "must be > 0")
+        _check(self.exploration >= 0, "search.exploration", "must be >= 0")
+        _check(bool(self.step_delimiter), "search.step_delimiter", "must not be empty")
+        _check(
+            self.aggregate in ("weighted_vote", "majority", "best"),
+            "search.aggregate",
+            "weighted_vote|majority|best",
+        )
+
+
+@dataclass
+class SpexConfig:
+    """SPEX switches. All off gives the baseline search."""
+
+    speculate: bool = False
+    allocator: str = "off"  # utility | fifo | off
+    early_stop: bool = False
+    lookahead: int = 1
+    tau: float = 1.0
+    alpha: float = 1.0
+
+    def validate(self) -> None:
+        _check(self.allocator in ("utility", "fifo", "off"), "spex.allocator", "utility|fifo|off")
+        _check(self.lookahead >= 1, "spex.lookahead", "must be >= 1")
+        _check(self.tau > 0, "spex.tau", "must be > 0")
+        _check(self.alpha >= 0, "spex.alpha", "must be >= 0")
+        unbuilt = [k for k in ("speculate", "early_stop") if getattr(self, k)]
+        if self.allocator != "off":
+            unbuilt.append("allocator")
+        if unbuilt:
+            raise ConfigError(
+                f"spex.{unbuilt[0]}: the SPEX techniques are not in this build yet; leave them off"
+            )
+
+
+@dataclass
+class TaskConfig:
+    """Where the problems come from and how rows are read."""
+
+    dataset: str = ""  # gsm8k | math500 | a .jsonl/.parquet path
+    problem_field: str = ""  # "" = auto (problem, question)
+    answer_field: str = ""  # "" = auto (answer)
+    id_field: str = ""  # "" = auto (unique_id, id) else the row index
+    limit: int = 0  # first N problems; 0 = all
+    offset: int = 0
+
+    def validate(self) -> None:
+        _check(self.limit >= 0, "task.limit", "must be >= 0")
+        _check(self.offset >= 0, "task.offset", "must be >= 0")
+
+
+@dataclass
+class RunConfig:
+    """Execution: concurrency, seeds, outputs, and Ray."""
+
+    concurrency: int = 4  # queries in flight at once
+    seed: int = 0
+    output: str = "runs/latest"
+    resume: bool = True
+    ray_address: str = ""  # "" = join RAY_ADDRESS if set, else start a local Ray
+    tree_actors: int = 1
+    progress: str = "auto"  # auto (bar on a terminal) | bar | log | off
+
+    def validate(self) -> None:
+        _check(self.concurrency >= 1, "run.concurrency", "must be >= 1")
+        _check(self.tree_actors >= 1, "run.tree_actors", "must be >= 1")
+        _check(self.progress in ("auto", "bar", "log", "off"), "run.progress", "auto|bar|log|off")
+
+
+@dataclass
+class Config:
+    """The whole configuration of a spex_ray run."""
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    spex: SpexConfig = field(default_factory=SpexConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> Config:
+        for section in dataclasses.fields(self):
+            getattr(self, section.name).validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Config:
+        config = cls()
+        for section_name, values in (data or {}).items():
+            section = _section(config, section_name)
+            if not isinstance(values, dict):
+                raise ConfigError(f"{section_name}: expected a mapping of keys, got {values!r}")
+            for key, value in values.items():
+                _set_field(section, f"{section_name}.{key}", key, value)
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+        """Load YAML (optional), apply `section.key=value` overrides, validate."""
+        data = {}
+        if path:
+            text = Path(path).read_text()
+            data = yaml.safe_load(text) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        config = cls.from_dict(data)
+        for item in overrides:
+            config.set(item)
+        return config.validate()
+
+    def set(self, assignment: str) -> None:
+        """Apply one `section.key=value` override; the value is parsed as YAML."""
+        dotted, sep, raw = assignment.partition("=")
+        if not sep:
+            raise ConfigError(f"{assignment!r}: overrides look like section.key=value")
+        section_name, dot, key = dotted.strip().partition(".")
+        if not dot:
+            raise ConfigError(f"{dotted!r}: overrides look like section.key=value")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        _set_field(_section(self, section_name), dotted.strip(), key, value)
+
+
+def _section(config: Config, name: str) -> Any:
+    names = [f.name for f in dataclasses.fields(config)]
+    if name not in names:
+        raise ConfigError(f"unknown config section {name!r}; sections are {', '.join(names)}")
+    return getattr(config, name)
+
+
+def _set_field(section: Any, dotted: str, key: str, value: Any) -> None:
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if key not in fields:
+        raise ConfigError(f"unknown config key {dotted!r}; known keys: {', '.join(fields)}")
+    hint = typing.get_type_hints(type(section))[key]
+    setattr(section, key, _coerce(dotted, value, hint))
+
+
+def _coerce(dotted: str, value: Any, hint: Any) -> Any:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{dotted}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{dotted}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{dotted}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{dotted}: expected a string, got {value!r}")
+    return value
+
+
+def _check(ok: bool, key: str, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {rule}")

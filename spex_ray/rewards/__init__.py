@@ -1,0 +1,9 @@
+"""Step rewards: the policy's own confidence, or a process reward model (next issues)."""
+
+from spex_ray.registry import Registry
+from spex_ray.rewards.base import Reward, StepContext
+
+REWARDS = Registry("reward")
+REWARDS.register("confidence", "spex_ray.rewards.confidence:ConfidenceReward")
+
+__all__ = ["REWARDS", "Reward", "StepContext"]
