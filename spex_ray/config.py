@@ -63,7 +63,11 @@ class RewardConfig:
         from spex_ray.rewards import REWARDS
 
         _check(self.kind in REWARDS, "reward.kind", f"one of {REWARDS.names()}")
-        _check(self.step_score in ("mean_logprob", "min_logprob"), "reward.step_score", "mean_logprob|min_logprob")
+        _check(
+            self.step_score in ("mean_logprob", "min_logprob"),
+            "reward.step_score",
+            "mean_logprob|min_logprob",
+        )
         _check(self.path_score in ("min", "last", "mean"), "reward.path_score", "min|last|mean")
 
 
@@ -202,15 +206,18 @@ class Config:
         return config.validate()
 
     def set(self, assignment: str) -> None:
-        """Apply one `section.key=value` override; the value is parsed as YAML."""
+        """Apply one `section.key=value` override; the value is parsed as YAML unless the key
+        is a string (so `spex.allocator=off` stays the string "off")."""
         dotted, sep, raw = assignment.partition("=")
         if not sep:
             raise ConfigError(f"{assignment!r}: overrides look like section.key=value")
         section_name, dot, key = dotted.strip().partition(".")
         if not dot:
             raise ConfigError(f"{dotted!r}: overrides look like section.key=value")
-        value = yaml.safe_load(raw) if raw.strip() else ""
-        _set_field(_section(self, section_name), dotted.strip(), key, value)
+        section = _section(self, section_name)
+        hint = _field_hint(section, dotted.strip(), key)
+        value = raw.strip() if hint is str else _parse_yaml(dotted.strip(), raw)
+        _set_field(section, dotted.strip(), key, value)
 
 
 def _section(config: Config, name: str) -> Any:
@@ -220,12 +227,22 @@ def _section(config: Config, name: str) -> Any:
     return getattr(config, name)
 
 
-def _set_field(section: Any, dotted: str, key: str, value: Any) -> None:
-    fields = {f.name: f for f in dataclasses.fields(section)}
+def _field_hint(section: Any, dotted: str, key: str) -> Any:
+    fields = [f.name for f in dataclasses.fields(section)]
     if key not in fields:
         raise ConfigError(f"unknown config key {dotted!r}; known keys: {', '.join(fields)}")
-    hint = typing.get_type_hints(type(section))[key]
-    setattr(section, key, _coerce(dotted, value, hint))
+    return typing.get_type_hints(type(section))[key]
+
+
+def _parse_yaml(dotted: str, raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{dotted}: cannot parse value {raw!r}: {exc}") from exc
+
+
+def _set_field(section: Any, dotted: str, key: str, value: Any) -> None:
+    setattr(section, key, _coerce(dotted, value, _field_hint(section, dotted, key)))
 
 
 def _coerce(dotted: str, value: Any, hint: Any) -> Any:

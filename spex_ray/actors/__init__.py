@@ -1,0 +1,1 @@
+"""Ray actors: thin wrappers around the Ray-free engines and query searches."""

@@ -1,0 +1,35 @@
+"""TreeActor: hosts many query searches of one batch as asyncio tasks in one process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from spex_ray.actors.pool import EnginePool
+from spex_ray.config import Config
+from spex_ray.rewards import REWARDS
+from spex_ray.solution import solve_problem
+from spex_ray.tasks import Problem
+
+
+@ray.remote(num_cpus=0)
+class TreeActor:
+    """Runs QuerySearches concurrently against the engine actors it is given."""
+
+    def __init__(self, config: Config, engines: list[Any]) -> None:
+        self.config = config
+        self.pool = EnginePool(engines)
+        self.reward = REWARDS.build(config.reward.kind, config.reward)
+
+    async def solve(self, problem: Problem) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Search and grade one problem; returns its result row and its request trace."""
+        client = self.pool.client()
+        try:
+            solution, trace = await solve_problem(problem, self.config, client, self.reward)
+        finally:
+            client.release()
+        return solution.to_row(), trace
+
+    async def close(self) -> None:
+        await self.reward.close()

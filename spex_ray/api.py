@@ -1,0 +1,185 @@
+"""solve(): run a batch of problems through tree search on Ray and collect the results.
+
+Starts Ray (or joins the cluster in RAY_ADDRESS / run.ray_address), creates the engine
+actors and tree actors, admits up to run.concurrency queries at a time, journals every
+finished row as it arrives (a crash loses no finished result; a rerun resumes), and
+returns the Solutions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from spex_ray.actors.engine import EngineActor
+from spex_ray.actors.tree import TreeActor
+from spex_ray.config import Config
+from spex_ray.io import CONFIG_FILE, RunWriter
+from spex_ray.progress import Progress
+from spex_ray.solution import Solution
+from spex_ray.tasks import Problem, load_problems, problems_from_items
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """The solutions of a batch (input order) and where its files are."""
+
+    solutions: list[Solution]
+    output_dir: Path
+    elapsed_s: float
+    engine_stats: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def results_path(self) -> Path:
+        return self.output_dir / "results.parquet"
+
+    @property
+    def trace_path(self) -> Path:
+        return self.output_dir / "trace.parquet"
+
+    @property
+    def accuracy(self) -> float | None:
+        graded = [s.correct for s in self.solutions if s.correct is not None]
+        return sum(graded) / len(graded) if graded else None
+
+    @property
+    def questions_per_minute(self) -> float:
+        return 60.0 * len(self.solutions) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def solve(
+    problems: Iterable[str | dict | Problem] | None = None,
+    config: Config | str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> RunResult:
+    """Solve `problems` (texts, dict rows, or Problems; None = config.task.dataset).
+
+    `config` is a Config, a YAML path, or None for the defaults (the embedded CPU model);
+    `overrides` are `section.key=value` strings applied on top.
+    """
+    config = _load_config(config, overrides)
+    batch = _problems(problems, config)
+    writer = RunWriter(config.run.output, resume=config.run.resume)
+    (writer.dir / CONFIG_FILE).write_text(_config_yaml(config))
+    todo = [p for p in batch if p.id not in writer.done_ids()]
+    started = time.time()
+    try:
+        _ensure_ray(config.run.ray_address)
+        stats = _run_batch(todo, config, writer, already_done=len(batch) - len(todo))
+    finally:
+        writer.finalize()
+        writer.close()
+    rows = {row["id"]: row for row in writer.previous_rows()}
+    solutions = [Solution.from_row(rows[p.id]) for p in batch if p.id in rows]
+    return RunResult(solutions, writer.dir, time.time() - started, stats)
+
+
+def _load_config(config: Config | str | Path | None, overrides: Sequence[str]) -> Config:
+    if isinstance(config, Config):
+        for item in overrides:
+            config.set(item)
+        return config.validate()
+    return Config.load(config, overrides)
+
+
+def _problems(problems: Iterable[str | dict | Problem] | None, config: Config) -> list[Problem]:
+    task = config.task
+    if problems is None:
+        if not task.dataset:
+            raise ValueError("no problems given and task.dataset is empty")
+        return load_problems(
+            task.dataset, task.problem_field, task.answer_field, task.id_field, task.limit, task.offset
+        )
+    items = list(problems)
+    if all(isinstance(item, Problem) for item in items):
+        return items
+    return problems_from_items(items, task.problem_field, task.answer_field, task.id_field)
+
+
+def _config_yaml(config: Config) -> str:
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def _ensure_ray(address: str) -> None:
+    """Join the cluster in `address` or RAY_ADDRESS (e.g. under `ray job submit`), else start one."""
+    if not ray.is_initialized():
+        ray.init(address=address or None, log_to_driver=False)
+
+
+def _run_batch(todo: list[Problem], config: Config, writer: RunWriter, already_done: int) -> list[dict]:
+    progress = Progress(already_done + len(todo), config.run.progress, already_done)
+    engines = _start_engines(config)
+    trees = [TreeActor.remote(config, engines) for _ in range(config.run.tree_actors)]
+    try:
+        _stream(todo, trees, config.run.concurrency, writer, progress)
+        return [_engine_stats(load) for load in ray.get([e.load.remote() for e in engines])]
+    finally:
+        progress.close()
+        _shutdown(engines, trees)
+
+
+def _start_engines(config: Config) -> list[Any]:
+    policy = config.policy
+    engines = [
+        EngineActor.options(num_gpus=policy.num_gpus, num_cpus=policy.num_cpus).remote(policy, f"engine-{i}")
+        for i in range(policy.num_engines)
+    ]
+    ray.get([engine.start.remote() for engine in engines])
+    return engines
+
+
+def _stream(
+    todo: list[Problem], trees: list[Any], concurrency: int, writer: RunWriter, progress: Progress
+) -> None:
+    """Keep `concurrency` queries in flight; journal each result the moment it lands."""
+    pending = list(reversed(todo))
+    in_flight: dict[Any, Problem] = {}
+    while pending or in_flight:
+        while pending and len(in_flight) < concurrency:
+            problem = pending.pop()
+            tree = trees[len(in_flight) % len(trees)]
+            in_flight[tree.solve.remote(problem)] = problem
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        problem = in_flight.pop(ready[0])
+        row, trace = _collect(ready[0], problem)
+        writer.write(row, trace)
+        progress.update(row)
+
+
+def _collect(ref: Any, problem: Problem) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The row of a finished query; a crashed actor call becomes that problem's error row."""
+    try:
+        return ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - any failure fails this row only
+        log.warning("problem %s failed: %s", problem.id, exc)
+        error = f"{type(exc).__name__}: {str(exc)[-2000:]}"
+        return Solution(
+            id=problem.id, problem=problem.problem, gold=problem.gold, status="error", error=error
+        ).to_row(), []
+
+
+def _engine_stats(load: Any) -> dict[str, Any]:
+    return {
+        "tokens_per_second": load.tokens_per_second,
+        "mean_batch_occupancy": load.mean_batch_occupancy,
+        "max_batch_size": load.max_batch_size,
+    }
+
+
+def _shutdown(engines: list[Any], trees: list[Any]) -> None:
+    try:
+        ray.get([e.close.remote() for e in engines] + [t.close.remote() for t in trees], timeout=60)
+    except Exception as exc:  # noqa: BLE001 - shutting down anyway
+        log.warning("closing actors failed: %s", exc)
+    for actor in [*engines, *trees]:
+        ray.kill(actor)

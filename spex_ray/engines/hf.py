@@ -1,0 +1,448 @@
+"""HFEngine: the transformers continuous-batching engine (CPU, or CUDA when policy.device says so).
+
+Concurrent generate() calls share forward passes: every admitted request is handed to one
+transformers `ContinuousBatchingManager`, which decodes them together in a background thread.
+In front of it sits our own admission queue, so at most `policy.max_batch_size` requests are in
+the manager at once and waiting requests are admitted MAIN before SPEC, FIFO within a priority.
+
+Requests stream (one output per generated token, delivered on the event loop), which is how
+stop strings are detected: when the decoded text contains a stop string the request is cancelled
+in the manager and returned cut before the stop string. Its token_ids/logprobs then run up to and
+including the token that completed the match (so they may cover a few characters more than the
+text). On EOS the EOS token is kept in token_ids/logprobs but not in the text.
+
+Sampling caveats of the CPU engine (all documented behaviour, not bugs):
+  * logprobs are those of the sampling distribution, i.e. after temperature / top_p scaling
+    (what the manager returns with `return_logprobs=True`); always <= 0.
+  * Per-request temperature / top_p are honoured only when the engine itself applies that
+    processor (policy.temperature not in (0, 1), policy.top_p < 1); otherwise the policy's
+    values are used and the mismatch is logged once.
+  * Per-request seeds are not honoured: the manager samples with the global torch RNG, seeded
+    once from `seed`. Results are reproducible only up to batch composition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from spex_ray.config import PolicyConfig
+from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority
+from spex_ray.engines.models import resolve_model
+
+log = logging.getLogger(__name__)
+
+_CPU_SLOT_TOKENS = 2048  # KV cache sized for max_batch_size sequences of this length on CPU
+_PAGE_SIZE = 64  # small pages: more prefix sharing between sibling prompts of the tree
+_RATE_WINDOW_S = 10.0  # tokens_per_second is measured over this recent window
+
+
+@dataclass
+class _RequestState:
+    """One request's progress: the tokens streamed so far and, once matched, the stop string."""
+
+    request: GenRequest
+    input_ids: list[int]
+    future: asyncio.Future[GenResult]
+    enqueue_time: float
+    start_time: float = 0.0
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    text: str | None = None  # set when a stop string cut the text
+    stop_matched: str | None = None
+    _searched: int = 0  # length of the text already searched for stop strings
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    def extend(self, tokens: list[int], logprobs: list[float], decode: Callable[[list[int]], str]) -> bool:
+        """Take in the newly streamed tokens, one at a time; True (and stop) once a stop string matches."""
+        stops = self.request.stop
+        for i in range(len(self.token_ids), len(tokens)):
+            self.token_ids.append(tokens[i])
+            if i < len(logprobs):
+                self.logprobs.append(float(logprobs[i]))
+            if not stops:
+                continue
+            text = decode(self.token_ids)
+            start = max(0, self._searched - max(map(len, stops)) - 4)  # a match may straddle tokens
+            hits = [(idx, stop) for stop in stops if (idx := text.find(stop, start)) >= 0]
+            self._searched = len(text)
+            if hits:
+                idx, self.stop_matched = min(hits)
+                self.text = text[:idx]
+                return True
+        return False
+
+    def result(self, reason: str, decode: Callable[[list[int]], str], error: str | None = None) -> GenResult:
+        end = time.time()
+        return GenResult(
+            request_id=self.request_id,
+            text=self.text if self.text is not None else decode(self.token_ids),
+            token_ids=list(self.token_ids),
+            logprobs=list(self.logprobs) if self.request.logprobs else [],
+            finish_reason=reason,
+            stop_matched=self.stop_matched,
+            prompt_tokens=len(self.input_ids),
+            completion_tokens=len(self.token_ids),
+            enqueue_time=self.enqueue_time,
+            start_time=self.start_time or end,  # never admitted: no run time
+            end_time=end,
+            error=error,
+        )
+
+
+class _AdmissionQueue:
+    """Requests waiting for a slot: MAIN before SPEC, FIFO within a priority."""
+
+    def __init__(self) -> None:
+        self._queues: dict[Priority, deque[_RequestState]] = {p: deque() for p in Priority}
+
+    def push(self, state: _RequestState) -> None:
+        self._queues[state.request.priority].append(state)
+
+    def pop(self) -> _RequestState | None:
+        for priority in sorted(self._queues):
+            if self._queues[priority]:
+                return self._queues[priority].popleft()
+        return None
+
+    def remove(self, request_id: str) -> _RequestState | None:
+        for queue in self._queues.values():
+            for state in queue:
+                if state.request_id == request_id:
+                    queue.remove(state)
+                    return state
+        return None
+
+    def __contains__(self, request_id: str) -> bool:
+        return any(s.request_id == request_id for queue in self._queues.values() for s in queue)
+
+    def drain(self) -> list[_RequestState]:
+        states = [s for p in sorted(self._queues) for s in self._queues[p]]
+        for queue in self._queues.values():
+            queue.clear()
+        return states
+
+    def count(self, priority: Priority) -> int:
+        return len(self._queues[priority])
+
+
+class _Meter:
+    """Time-weighted batch occupancy since start, and generated tokens over a recent window."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.reset(time.time())
+
+    def reset(self, now: float) -> None:
+        self._since = self._last = now
+        self._running = 0
+        self._area = 0.0  # integral of running requests over time
+        self._tokens: deque[tuple[float, int]] = deque()
+
+    def set_running(self, running: int, now: float) -> None:
+        self._area += self._running * (now - self._last)
+        self._last, self._running = now, running
+
+    def add_tokens(self, count: int, now: float) -> None:
+        if count > 0:
+            self._tokens.append((now, count))
+
+    def occupancy(self, now: float) -> float:
+        elapsed = now - self._since
+        area = self._area + self._running * (now - self._last)
+        return area / (elapsed * self.capacity) if elapsed > 0 else 0.0
+
+    def tokens_per_second(self, now: float) -> float:
+        while self._tokens and self._tokens[0][0] < now - _RATE_WINDOW_S:
+            self._tokens.popleft()
+        window = min(_RATE_WINDOW_S, now - self._since)
+        return sum(n for _, n in self._tokens) / window if window > 0 else 0.0
+
+
+class HFEngine:
+    """The Engine protocol on transformers continuous batching; see the module docstring."""
+
+    def __init__(self, policy: PolicyConfig, *, seed: int | None = 0) -> None:
+        self.policy = policy
+        self.seed = seed
+        self._model = None
+        self._tokenizer = None
+        self._manager = None
+        self._eos_ids: list[int] = []
+        self._context_limit = 0  # prompt + max_new_tokens must fit in this
+        self._queue = _AdmissionQueue()
+        self._running: dict[str, _RequestState] = {}
+        self._meter = _Meter(policy.max_batch_size)
+        self._start_lock = asyncio.Lock()
+        self._warned: set[str] = set()
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._manager is None:
+                await asyncio.to_thread(self._load)
+                self._meter.reset(time.time())
+                self._closed = False
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        tokenizer = self._load_tokenizer()
+        resolved = resolve_model(self.policy.model, self.policy.cache_dir)
+        dtype = getattr(torch, self.policy.dtype)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(self.policy.device).eval()
+        eos = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)}
+        self._eos_ids = sorted(i for i in eos if i is not None and i >= 0)
+        max_positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 8192
+        self._context_limit = int(max_positions)
+        on_cpu = model.device.type == "cpu"
+        slot_tokens = min(self._context_limit, _CPU_SLOT_TOKENS) if on_cpu else self._context_limit
+        cache_tokens = max(self.policy.max_batch_size * slot_tokens, self._context_limit + _PAGE_SIZE)
+        sample = self.policy.temperature > 0
+        generation = GenerationConfig(
+            do_sample=sample,
+            temperature=self.policy.temperature if sample else None,
+            top_p=self.policy.top_p if sample and self.policy.top_p < 1 else None,
+            eos_token_id=self._eos_ids,
+            pad_token_id=tokenizer.pad_token_id,
+            max_new_tokens=self.policy.max_new_tokens,
+        )
+        batching = ContinuousBatchingConfig(
+            page_size=_PAGE_SIZE,
+            num_blocks=math.ceil(cache_tokens / _PAGE_SIZE),
+            max_batch_tokens=512 if on_cpu else 4096,  # prefill chunk per step
+            max_requests_per_batch=self.policy.max_batch_size,
+            return_logprobs=True,
+            per_request_processors=True,
+            seed=self.seed,
+        )
+        manager = model.init_continuous_batching(
+            generation_config=generation, continuous_batching_config=batching
+        )
+        manager.start()
+        self._model, self._manager = model, manager
+
+    def _load_tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            resolved = resolve_model(self.policy.model, self.policy.cache_dir)
+            self._tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+        return self._tokenizer
+
+    async def close(self) -> None:
+        async with self._start_lock:
+            self._closed = True
+            for state in self._queue.drain() + list(self._running.values()):
+                self._finish(state, FinishReason.ERROR, error="the engine was closed", admit=False)
+            manager, self._manager, self._model = self._manager, None, None
+            if manager is not None:
+                await asyncio.to_thread(_shutdown, manager)
+            gc.collect()
+
+    # ------------------------------------------------------------------ requests
+
+    async def generate(self, request: GenRequest) -> GenResult:
+        enqueue_time = time.time()
+        if self._closed:
+            return _failed(request, enqueue_time, "the engine is closed")
+        await self.start()
+        if request.input_ids is not None:
+            input_ids = list(request.input_ids)
+        else:
+            input_ids = self._tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
+        problem = self._check(request, input_ids)
+        if problem:
+            return _failed(request, enqueue_time, problem, prompt_tokens=len(input_ids))
+        future = asyncio.get_running_loop().create_future()
+        state = _RequestState(request, input_ids, future, enqueue_time)
+        self._queue.push(state)
+        self._admit()
+        try:
+            return await future
+        except asyncio.CancelledError:  # the caller gave up: free the slot
+            await self.abort(request.request_id)
+            raise
+
+    def _check(self, request: GenRequest, input_ids: list[int]) -> str | None:
+        if not input_ids:
+            return "the prompt is empty"
+        total = len(input_ids) + request.max_new_tokens
+        if total > self._context_limit:
+            return (
+                f"prompt too long: {len(input_ids)} prompt tokens + max_new_tokens {request.max_new_tokens} "
+                f"= {total} > the model's {self._context_limit} positions"
+            )
+        if request.request_id in self._running or request.request_id in self._queue:
+            return f"request id {request.request_id!r} is already in flight"
+        return None
+
+    def _admit(self) -> None:
+        """Hand waiting requests to the manager while there are free slots."""
+        while len(self._running) < self.policy.max_batch_size:
+            state = self._queue.pop()
+            if state is None:
+                return
+            self._submit(state)
+
+    def _submit(self, state: _RequestState) -> None:
+        rid = state.request_id
+        state.start_time = time.time()
+        self._running[rid] = state
+        self._meter.set_running(len(self._running), state.start_time)
+        try:
+            self._manager.register_result_handler(rid, lambda output: self._on_output(state, output))
+            accepted = self._manager.add_request(
+                state.input_ids,
+                request_id=rid,
+                max_new_tokens=state.request.max_new_tokens,
+                streaming=True,
+                eos_token_id=self._eos_ids,
+                **self._sampling_kwargs(state.request),
+            )
+        except Exception as exc:  # noqa: BLE001 - reported on the request, the engine keeps serving
+            accepted, problem = None, f"{type(exc).__name__}: {exc}"
+        else:
+            problem = "the generation loop is not accepting requests (it stopped or crashed)"
+        if accepted is None:
+            self._finish(state, FinishReason.ERROR, error=problem)
+
+    def _sampling_kwargs(self, request: GenRequest) -> dict[str, float]:
+        """Per-request temperature/top_p, when the manager can apply them; else log the mismatch once."""
+        supported = getattr(self._manager.logit_processor, "supported_keys", {})
+        kwargs = {}
+        for key in ("temperature", "top_p"):
+            wanted, engine = float(getattr(request, key)), float(getattr(self.policy, key))
+            if wanted == engine:
+                continue
+            if key in supported and request.temperature > 0:
+                kwargs[key] = wanted
+            elif key not in self._warned:
+                self._warned.add(key)
+                log.warning(
+                    "HFEngine cannot apply a per-request %s of %s (engine samples with %s); using the engine's",
+                    key,
+                    wanted,
+                    engine,
+                )
+        return kwargs
+
+    def _on_output(self, state: _RequestState, output) -> None:
+        """One streamed output of a running request (called on the event loop; must not raise)."""
+        if self._running.get(state.request_id) is not state:
+            return  # already resolved (stop, abort, close): a late output
+        try:
+            before = len(state.token_ids)
+            stopped = state.extend(output.generated_tokens, output.logprobs, self._decode)
+            self._meter.add_tokens(len(state.token_ids) - before, time.time())
+            if stopped:
+                if not output.is_finished():
+                    self._manager.cancel_request(state.request_id)
+                self._finish(state, FinishReason.STOP)
+            elif output.error is not None:
+                self._finish(state, FinishReason.ERROR, error=str(output.error))
+            elif output.is_finished():
+                eos = bool(state.token_ids) and state.token_ids[-1] in self._eos_ids
+                self._finish(state, FinishReason.STOP if eos else FinishReason.LENGTH)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("HFEngine failed to process an output of %s", state.request_id)
+            self._manager.cancel_request(state.request_id)
+            self._finish(state, FinishReason.ERROR, error=f"{type(exc).__name__}: {exc}")
+
+    def _finish(
+        self, state: _RequestState, reason: str, error: str | None = None, admit: bool = True
+    ) -> None:
+        """Resolve a request, free its slot, and admit the next waiting one."""
+        if self._running.pop(state.request_id, None) is not None:
+            self._meter.set_running(len(self._running), time.time())
+            _drop_handler(self._manager, state.request_id)
+        if not state.future.done():
+            state.future.set_result(state.result(reason, self._decode, error))
+        if admit:
+            self._admit()
+
+    async def abort(self, request_id: str) -> None:
+        state = self._queue.remove(request_id)
+        if state is not None:
+            self._finish(state, FinishReason.ABORT)
+            return
+        state = self._running.get(request_id)
+        if state is not None:
+            self._manager.cancel_request(request_id)
+            self._finish(state, FinishReason.ABORT)
+
+    # ------------------------------------------------------------------ introspection
+
+    def load(self) -> EngineLoad:
+        now = time.time()
+        running = [s.request.priority for s in self._running.values()]
+        return EngineLoad(
+            running_main=running.count(Priority.MAIN),
+            running_spec=running.count(Priority.SPEC),
+            queued_main=self._queue.count(Priority.MAIN),
+            queued_spec=self._queue.count(Priority.SPEC),
+            max_batch_size=self.policy.max_batch_size,
+            tokens_per_second=self._meter.tokens_per_second(now),
+            mean_batch_occupancy=self._meter.occupancy(now),
+            time=now,
+        )
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        return self._load_tokenizer().apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return self._tokenizer.decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def _failed(request: GenRequest, enqueue_time: float, error: str, prompt_tokens: int = 0) -> GenResult:
+    now = time.time()
+    return GenResult(
+        request_id=request.request_id,
+        finish_reason=FinishReason.ERROR,
+        prompt_tokens=prompt_tokens,
+        enqueue_time=enqueue_time,
+        start_time=now,
+        end_time=now,
+        error=error,
+    )
+
+
+def _drop_handler(manager, request_id: str) -> None:
+    """Unregister our result handler (the manager only does so when a request finishes, not when cancelled)
+    and discard outputs that fell back to the shared output queue, which nothing here reads."""
+    if manager is None:
+        return
+    router = manager.output_router
+    with router._lock:
+        router.result_handlers.pop(request_id, None)
+    while not router.output_queue.empty():
+        router.output_queue.get_nowait()
+
+
+def _shutdown(manager) -> None:
+    try:
+        manager.stop(block=True, timeout=30, hard_stop=True)
+        manager.destroy()
+    except Exception:  # noqa: BLE001 - closing must not fail
+        log.exception("HFEngine: error while stopping the continuous batching manager")
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -1,0 +1,106 @@
+"""Solving one problem end to end, Ray-free: prompt, tree search, grading, result row."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from spex_ray.config import Config
+from spex_ray.engines.base import GenRequest, GenResult
+from spex_ray.rewards.base import Reward
+from spex_ray.tasks import Problem, build_messages, is_correct
+from spex_ray.tree.search import EngineClient, QuerySearch
+from spex_ray.tree.seeds import child_seed
+
+
+@dataclass
+class Solution:
+    """The result row of one problem (the columns of results.parquet)."""
+
+    id: str
+    problem: str
+    gold: str | None = None
+    answer: str | None = None
+    correct: bool | None = None
+    status: str = "ok"  # ok | error
+    error: str | None = None
+    algorithm: str = ""
+    seed: int = 0
+    tokens_main: int = 0
+    tokens_spec: int = 0
+    tokens_wasted: int = 0
+    requests: int = 0
+    latency_s: float = 0.0
+    nodes: int = 0
+    depth: int = 0
+    leaves: int = 0
+    early_stopped: bool = False
+    answer_weight: float = 0.0
+    candidates: list[str] = field(default_factory=list)
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Solution:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+
+class ChatEngineClient(EngineClient, Protocol):
+    """What a search needs from an engine, plus chat rendering."""
+
+    async def render_chat(self, messages: list[dict[str, str]]) -> str: ...
+
+
+def query_seed(run_seed: int, problem_id: str) -> int:
+    """A query's seed: fixed by the run seed and the problem id, whatever the batch order."""
+    return child_seed(run_seed, f"query:{problem_id}", 0)
+
+
+async def solve_problem(
+    problem: Problem, config: Config, engine: ChatEngineClient, reward: Reward
+) -> tuple[Solution, list[dict[str, Any]]]:
+    """Search one problem and grade it; any failure becomes an error row, never an exception."""
+    seed = query_seed(config.run.seed, problem.id)
+    solution = Solution(
+        id=problem.id,
+        problem=problem.problem,
+        gold=problem.gold,
+        algorithm=config.search.algorithm,
+        seed=seed,
+    )
+    if problem.error:
+        return _failed(solution, problem.error), []
+    started = time.time()
+    try:
+        prompt = await engine.render_chat(build_messages(problem.problem))
+        search = QuerySearch(problem.id, problem.problem, prompt, config, engine, reward, seed)
+        outcome = await search.run()
+    except Exception as exc:  # one bad problem fails its row, not the batch
+        return _failed(solution, f"{type(exc).__name__}: {exc}", traceback.format_exc()), []
+    solution.latency_s = time.time() - started
+    solution.answer = outcome.answer
+    solution.answer_weight = outcome.answer_weight
+    solution.candidates = [answer for answer, _ in outcome.candidates]
+    solution.correct = is_correct(outcome.answer, problem.gold) if problem.gold is not None else None
+    solution.tokens_main = outcome.tokens_main
+    solution.tokens_spec = outcome.tokens_spec
+    solution.tokens_wasted = outcome.tokens_wasted
+    solution.requests = outcome.requests
+    solution.nodes = outcome.nodes
+    solution.depth = outcome.depth
+    solution.leaves = outcome.leaves
+    return solution, outcome.trace
+
+
+def _failed(solution: Solution, message: str, detail: str = "") -> Solution:
+    solution.status = "error"
+    solution.error = message if not detail else f"{message}\n{detail[-2000:]}"
+    return solution
+
+
+__all__ = ["ChatEngineClient", "GenRequest", "GenResult", "Solution", "query_seed", "solve_problem"]

@@ -1,0 +1,25 @@
+"""Math reasoning tasks: problem loading, prompts, answer extraction and grading.
+
+This package imports neither Ray nor math-verify at import time.
+"""
+
+from __future__ import annotations
+
+from spex_ray.tasks.answers import answer_key, answers_equivalent, extract_answer, has_answer, is_correct
+from spex_ray.tasks.problems import Problem, load_problems, problems_from_items, resolve_dataset
+from spex_ray.tasks.prompts import STEP_DELIMITER, SYSTEM_PROMPT, build_messages
+
+__all__ = [
+    "STEP_DELIMITER",
+    "SYSTEM_PROMPT",
+    "Problem",
+    "answer_key",
+    "answers_equivalent",
+    "build_messages",
+    "extract_answer",
+    "has_answer",
+    "is_correct",
+    "load_problems",
+    "problems_from_items",
+    "resolve_dataset",
+]

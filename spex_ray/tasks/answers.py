@@ -1,0 +1,204 @@
+"""Answer extraction, normalisation (for voting) and grading against a gold answer.
+
+math-verify is imported lazily. Its signal-based timeouts only work in the main thread, so they
+are disabled (``parsing_timeout=None``, ``timeout_seconds=None``); instead, overly long answers
+are not handed to it at all (see ``MAX_VERIFY_CHARS``).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+# Answers longer than this are compared by key only (sympy has no timeout without signals).
+MAX_VERIFY_CHARS = 200
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BOX_BARE_RE = re.compile(r"\\boxed +([^\s${}]+)")
+_PHRASE_RE = re.compile(r"(?i)\banswer\s*(?:is\b|:)\s*:?[ \t]*")
+_HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
+_LEADING_NUMBER_RE = re.compile(r"^\s*(-?[\d,]*\.?\d+)\s+[A-Za-z]")
+_NUMBER_RE = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?$")
+_TEXT_WRAPPERS = ("text", "textbf", "textrm", "textit", "mathrm", "mathbf", "mbox", "boxed", "fbox")
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def extract_answer(text: str) -> str | None:
+    """Extract the final answer from a model completion, or None when there is none.
+
+    Tried in order: the last ``\\boxed{...}``/``\\fbox{...}`` (balanced braces); the last
+    "The answer is X" / "answer: X"; the last GSM8K-style "#### X".
+    """
+    if not text:
+        return None
+    for finder in (_last_boxed, _last_phrase, _last_hash):
+        answer = finder(text)
+        if answer:
+            return answer
+    return None
+
+
+def has_answer(text: str) -> bool:
+    """True when :func:`extract_answer` finds an answer in ``text``."""
+    return extract_answer(text) is not None
+
+
+def _balanced_group(text: str, open_pos: int) -> str | None:
+    """Content of the brace group opening at ``text[open_pos] == "{"``; None if unclosed."""
+    depth = 0
+    for pos in range(open_pos, len(text)):
+        char = text[pos]
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_pos + 1 : pos]
+    return None
+
+
+def _last_boxed(text: str) -> str | None:
+    candidates: list[tuple[int, str]] = []
+    for match in _BOX_RE.finditer(text):
+        content = _balanced_group(text, match.end() - 1)
+        if content is not None and content.strip():
+            candidates.append((match.start(), content.strip()))
+    for match in _BOX_BARE_RE.finditer(text):
+        candidates.append((match.start(), match.group(1)))
+    return max(candidates)[1] if candidates else None
+
+
+def _clean_phrase_value(value: str) -> str:
+    value = value.strip().strip("*").strip()
+    if value.startswith("$") and "$" in value[1:]:
+        value = value[1 : value.index("$", 1)]
+    value = value.strip().rstrip(".").strip().strip("$").strip().rstrip(".").strip()
+    number = _LEADING_NUMBER_RE.match(value)
+    return number.group(1) if number else value
+
+
+def _last_phrase(text: str) -> str | None:
+    # Matched prefix-only so that "Answer: the answer is 5" yields both (overlapping) candidates.
+    for match in reversed(list(_PHRASE_RE.finditer(text))):
+        value = _clean_phrase_value(text[match.end() :].split("\n", 1)[0])
+        if value:
+            return value
+    return None
+
+
+def _last_hash(text: str) -> str | None:
+    matches = list(_HASH_RE.finditer(text))
+    for match in reversed(matches):
+        value = match.group(1).strip().rstrip(".").strip().strip("$").strip()
+        if value:
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def answer_key(answer: str) -> str:
+    """A normalised form of ``answer`` such that equal answers share a key (used for voting).
+
+    Removes spaces, ``$``, trailing periods, ``\\text{}``-style wrappers, ``\\left``/``\\right``,
+    degree signs and percent signs; "1,000" -> "1000", "72.0" -> "72", "0.50" -> "0.5";
+    ``\\dfrac``/``\\tfrac``/``\\frac12`` -> ``\\frac{1}{2}`` and integer fractions -> "1/2".
+    """
+    key = answer.strip().replace("$", "")
+    key = re.sub(r"\\(?:left|right)(?![A-Za-z])", "", key)
+    key = re.sub(r"\\[!,;: ]", "", key).replace("~", "")
+    key = _unwrap_commands(key, _TEXT_WRAPPERS)
+    key = re.sub(r"\^\s*\{?\\circ\}?", "", key).replace("\\%", "").replace("%", "")
+    key = _normalise_fracs(key)
+    key = re.sub(r"\s+", "", key).rstrip(".")
+    return _normalise_number(key)
+
+
+def _unwrap_commands(text: str, names: tuple[str, ...]) -> str:
+    """Replace ``\\name{content}`` by ``content`` for each command name (nested ones too)."""
+    pattern = re.compile(r"\\(?:" + "|".join(names) + r")\s*\{")
+    while (match := pattern.search(text)) is not None:
+        content = _balanced_group(text, match.end() - 1)
+        if content is None:
+            break
+        text = text[: match.start()] + content + text[match.end() + len(content) + 1 :]
+    return text
+
+
+def _normalise_fracs(text: str) -> str:
+    text = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", text)
+    text = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", text)
+    text = re.sub(r"\\frac\s*\{([^{}]*)\}\s*(\d)", r"\\frac{\1}{\2}", text)
+    text = re.sub(r"\\frac\s*(\d)\s*\{", r"\\frac{\1}{", text)
+    return re.sub(r"\\frac\{\s*(-?\d+)\s*\}\{\s*(\d+)\s*\}", r"\1/\2", text)
+
+
+def _normalise_number(text: str) -> str:
+    if not _NUMBER_RE.match(text) or not any(c.isdigit() for c in text):
+        return text
+    try:
+        value = Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        return text
+    if value == 0:
+        return "0"
+    return format(value.normalize(), "f")
+
+
+# --------------------------------------------------------------------------- grading
+
+
+def answers_equivalent(a: str, b: str) -> bool:
+    """True when two answers have the same :func:`answer_key` or math-verify finds them equal."""
+    if not a or not b:
+        return False
+    if answer_key(a) == answer_key(b):
+        return True
+    return _math_verify_equal(a, b)
+
+
+def is_correct(answer: str | None, gold: str | None) -> bool:
+    """Grade ``answer`` against ``gold`` (math-verify, falling back to :func:`answer_key`).
+
+    Safe to call from any thread: math-verify's signal-based timeouts are disabled.
+    """
+    if answer is None or gold is None or not answer.strip() or not gold.strip():
+        return False
+    return answer_key(answer) == answer_key(gold) or _math_verify_equal(gold, answer)
+
+
+def _math_verify_equal(gold: str, answer: str) -> bool:
+    if len(gold) > MAX_VERIFY_CHARS or len(answer) > MAX_VERIFY_CHARS:
+        return False
+    try:
+        verify = _math_verify_module().verify
+        gold_parsed, answer_parsed = _parse(gold), _parse(answer)
+        if not gold_parsed or not answer_parsed:
+            return False
+        return bool(verify(list(gold_parsed), list(answer_parsed), timeout_seconds=None))
+    except Exception:
+        return False
+
+
+@lru_cache(maxsize=8192)
+def _parse(expr: str) -> tuple[Any, ...]:
+    """math-verify parse of a bare answer, wrapped in ``\\boxed{}`` so LaTeX extraction finds it."""
+    wrapped = expr if "\\boxed" in expr else f"\\boxed{{{expr}}}"
+    return tuple(_math_verify_module().parse(wrapped, parsing_timeout=None))
+
+
+@lru_cache(maxsize=1)
+def _math_verify_module() -> Any:
+    """Import math_verify once, silencing its one-off "timeout disabled" warnings."""
+    import math_verify
+    from math_verify import grader, parser
+
+    for module in (grader, parser):
+        if hasattr(module, "TIMEOUT_WARNING_SHOWN"):
+            module.TIMEOUT_WARNING_SHOWN = True
+    return math_verify

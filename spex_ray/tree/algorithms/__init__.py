@@ -1,0 +1,16 @@
+"""Search algorithms: each decides which nodes to expand and which answers to vote on.
+
+An algorithm drives a QuerySearch through two calls: `await search.expand(node, ks)`
+(generate and score children k of node) and the tree it builds. The search owns the
+engine, rewards, seeds and accounting, so speculation can be added beneath `expand`
+without an algorithm knowing.
+"""
+
+from spex_ray.registry import Registry
+from spex_ray.tree.algorithms.base import Algorithm
+
+ALGORITHMS = Registry("search algorithm")
+ALGORITHMS.register("rebase", "spex_ray.tree.algorithms.rebase:Rebase")
+ALGORITHMS.register("mcts", "spex_ray.tree.algorithms.mcts:MCTS")
+
+__all__ = ["ALGORITHMS", "Algorithm"]

@@ -1,0 +1,51 @@
+"""FakeEngine: a deterministic in-process stand-in for an LLM, for unit tests of the tree
+logic only (never used in an end-to-end path). Its output is a pure function of the
+request seed and the prompt, like an engine that honours per-request seeds."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from spex_ray.engines.base import FinishReason, GenRequest, GenResult
+
+
+class FakeEngine:
+    """Writes "step N" paragraphs; answers with probability `answer_rate` per step."""
+
+    def __init__(
+        self, answer_rate: float = 0.3, answers: tuple[str, ...] = ("7", "8"), fail_node: str = ""
+    ) -> None:
+        self.answer_rate = answer_rate
+        self.answers = answers
+        self.fail_node = fail_node
+        self.requests: list[GenRequest] = []
+        self.aborted: list[str] = []
+
+    async def generate(self, request: GenRequest) -> GenResult:
+        self.requests.append(request)
+        await asyncio.sleep(0)
+        if request.tags.get("node") == self.fail_node:
+            return GenResult(request.request_id, finish_reason=FinishReason.ERROR, error="boom")
+        rng = random.Random(request.seed)
+        if rng.random() < self.answer_rate:
+            text = f"So the answer is \\boxed{{{rng.choice(self.answers)}}}."
+        else:
+            text = f"step {rng.randint(0, 999)}"
+        n_tokens = min(request.max_new_tokens, len(text.split()) + 2)
+        logprobs = [-rng.random() for _ in range(n_tokens)]
+        return GenResult(
+            request.request_id,
+            text=text,
+            token_ids=list(range(n_tokens)),
+            logprobs=logprobs,
+            finish_reason=FinishReason.STOP,
+            stop_matched=request.stop[0] if request.stop else None,
+            completion_tokens=n_tokens,
+        )
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    async def render_chat(self, messages: list[dict[str, str]]) -> str:
+        return "\n".join(m["content"] for m in messages) + "\n"

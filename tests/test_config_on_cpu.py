@@ -1,0 +1,74 @@
+"""Config: YAML + overrides, typed coercion, errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spex_ray.config import Config, ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_validate_and_match_the_cpu_config():
+    assert Config().validate().to_dict() == Config.load(REPO / "configs" / "cpu.yaml").to_dict()
+
+
+def test_overrides_are_typed():
+    config = Config.load(
+        None,
+        [
+            "search.algorithm=mcts",
+            "search.rollouts=4",
+            "search.width=8",
+            "run.concurrency=4",
+            "run.seed=7",
+            "policy.temperature=1",
+            "spex.allocator=off",
+            "policy.model=some/hub-id",
+        ],
+    )
+    assert config.search.algorithm == "mcts"
+    assert (config.search.rollouts, config.search.width, config.run.seed) == (4, 8, 7)
+    assert config.policy.temperature == 1.0 and isinstance(config.policy.temperature, float)
+    assert config.spex.allocator == "off"
+    assert config.policy.model == "some/hub-id"
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("search.nope=1", "search.nope"),
+        ("nosection.width=1", "nosection"),
+        ("search.width=many", "search.width"),
+        ("search.width=0", "search.width"),
+        ("search.algorithm=dfs", "search.algorithm"),
+        ("run.resume=maybe", "run.resume"),
+        ("policy.top_p=2", "policy.top_p"),
+        ("searchwidth", "section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        Config.load(None, [override])
+
+
+def test_yaml_errors_name_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("search:\n  width: lots\n")
+    with pytest.raises(ConfigError, match=r"search\.width"):
+        Config.load(path)
+    path.write_text("search: 3\n")
+    with pytest.raises(ConfigError, match="search"):
+        Config.load(path)
+
+
+def test_unbuilt_spex_switches_are_refused():
+    with pytest.raises(ConfigError, match="spex.speculate"):
+        Config.load(None, ["spex.speculate=true"])
+
+
+def test_ready_configs_load():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        Config.load(path)

@@ -1,0 +1,70 @@
+"""End to end on Ray with the real embedded model: solve(), bad rows, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from spex_ray.config import Config
+from spex_ray.tasks import load_problems, resolve_dataset
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "policy.max_new_tokens=24",
+    "policy.max_batch_size=8",
+    "search.width=2",
+    "search.max_depth=3",
+    "search.max_path_tokens=72",
+    "run.concurrency=2",
+    "run.progress=log",
+]
+
+
+def gsm8k_rows(tmp_path, n: int = 2) -> str:
+    """The first n GSM8K rows plus one malformed row, as a jsonl dataset."""
+    try:
+        rows = [json.loads(line) for line in resolve_dataset("gsm8k").read_text().splitlines()[:n]]
+    except FileNotFoundError:
+        pytest.skip("GSM8K not found (set SPEX_RAY_DATA)")
+    rows.append({"question": None, "answer": "#### 3"})
+    path = tmp_path / "gsm8k_small.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_solve_gsm8k_on_ray(ray_session, tmp_path):
+    from spex_ray.api import solve
+
+    dataset = gsm8k_rows(tmp_path)
+    out = tmp_path / "run"
+    config = Config.load(None, [*TINY, f"task.dataset={dataset}", f"run.output={out}"])
+    result = solve(None, config)
+
+    ok, bad = result.solutions[:2], result.solutions[2]
+    assert [s.status for s in ok] == ["ok", "ok"]
+    assert all(s.nodes >= 2 and s.tokens_main > 0 and s.correct in (True, False) for s in ok)
+    assert [s.gold for s in ok] == [p.gold for p in load_problems(dataset, limit=2)]
+    assert bad.status == "error" and "row 2" in bad.error
+    rows = pq.read_table(result.results_path).to_pylist()
+    assert sorted(r["id"] for r in rows) == sorted(s.id for s in result.solutions)
+    trace = pq.read_table(result.trace_path).to_pylist()
+    assert len(trace) == sum(s.requests for s in ok)
+    assert {t["kind"] for t in trace} == {"main"}
+    assert all(t["end_time"] >= t["start_time"] >= t["enqueue_time"] > 0 for t in trace)
+    assert result.engine_stats[0]["tokens_per_second"] > 0
+
+    again = solve(None, Config.load(None, [*TINY, f"task.dataset={dataset}", f"run.output={out}"]))
+    assert [s.to_row() for s in again.solutions[:2]] == [s.to_row() for s in ok]  # resumed, not redone
+
+
+def test_mcts_from_a_python_driver(ray_session, tmp_path):
+    from spex_ray.api import solve
+
+    overrides = [*TINY, "search.algorithm=mcts", "search.rollouts=2", f"run.output={tmp_path}"]
+    result = solve(["What is 2 + 3? Answer with a number."], overrides=overrides)
+    (solution,) = result.solutions
+    assert solution.status == "ok", solution.error
+    assert solution.requests == solution.nodes >= 2

@@ -1,0 +1,188 @@
+"""Tree logic on a FakeEngine: REBASE widths and vote, MCTS selection and backup, seeds."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+from fake_engine import FakeEngine
+
+from spex_ray.config import Config
+from spex_ray.rewards.confidence import ConfidenceReward
+from spex_ray.tree.algorithms.mcts import backup, select_child, uct_score
+from spex_ray.tree.algorithms.rebase import allocate_widths
+from spex_ray.tree.node import Node
+from spex_ray.tree.search import QuerySearch, SearchError
+from spex_ray.tree.seeds import child_seed
+from spex_ray.tree.tree import QueryTree
+from spex_ray.tree.vote import aggregate
+
+
+def run_search(engine: FakeEngine, seed: int = 1, **search) -> QuerySearch:
+    config = Config()
+    for key, value in search.items():
+        setattr(config.search, key, value)
+    config.validate()
+    query = QuerySearch("q", "problem", "PROMPT\n", config, engine, ConfidenceReward(config.reward), seed)
+    query.outcome = asyncio.run(query.run())
+    return query
+
+
+# --- REBASE width allocation --------------------------------------------------------------
+
+
+def test_widths_sum_to_budget_and_follow_softmax():
+    widths = allocate_widths([0.9, 0.5, 0.1], budget=8, temperature=0.2)
+    assert sum(widths) == 8
+    assert widths[0] > widths[1] >= widths[2]
+    exact = [8 * math.exp(r / 0.2) / sum(math.exp(x / 0.2) for x in (0.9, 0.5, 0.1)) for r in (0.9, 0.5, 0.1)]
+    assert all(abs(w - e) < 1 for w, e in zip(widths, exact, strict=True))
+
+
+def test_widths_high_temperature_is_even_and_ties_go_first():
+    assert allocate_widths([0.3, 0.9, 0.1, 0.5], budget=4, temperature=1e6) == [1, 1, 1, 1]
+    assert allocate_widths([0.5, 0.5, 0.5], budget=2, temperature=0.2) == [1, 1, 0]
+
+
+def test_widths_low_temperature_is_greedy():
+    assert allocate_widths([0.2, 0.8, 0.4], budget=5, temperature=1e-3) == [0, 5, 0]
+    assert allocate_widths([], budget=3, temperature=0.2) == []
+    assert allocate_widths([1.0], budget=0, temperature=0.2) == [0]
+
+
+# --- vote ---------------------------------------------------------------------------------
+
+
+def test_weighted_vote_sums_rewards_over_equivalent_answers():
+    candidates = [("72", 0.3), ("72.0", 0.3), ("5", 0.5), (None, 0.9)]
+    answer, weight = aggregate(candidates, "weighted_vote")
+    assert answer == "72"
+    assert weight == pytest.approx(0.6 / 1.1)
+
+
+def test_majority_and_best_aggregations():
+    candidates = [("1", 0.1), ("1", 0.1), ("2", 0.9)]
+    assert aggregate(candidates, "majority")[0] == "1"
+    assert aggregate(candidates, "best") == ("2", 0.9)
+    assert aggregate([(None, 1.0)], "weighted_vote") == (None, 0.0)
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        aggregate(candidates, "median")
+
+
+# --- MCTS rules on hand-made trees --------------------------------------------------------
+
+
+def make_children(parent: Node, rewards: list[float], tree: QueryTree) -> list[Node]:
+    return [tree.add_child(parent, k, reward=r, path_reward=r) for k, r in enumerate(rewards)]
+
+
+def test_select_prefers_unvisited_by_reward_then_uct():
+    tree = QueryTree()
+    a, b, c = make_children(tree.root, [0.2, 0.9, 0.5], tree)
+    assert select_child(tree.root, 1.4) is b
+    backup(b, 0.9)
+    assert select_child(tree.root, 1.4) is c
+    backup(c, 0.5)
+    backup(a, 0.2)
+    # all visited once: exploitation decides (equal exploration terms)
+    assert select_child(tree.root, 1.4) is b
+    assert uct_score(a, tree.root.visits, 0.0) == pytest.approx(0.2)
+
+
+def test_backup_updates_the_whole_path():
+    tree = QueryTree()
+    (child,) = make_children(tree.root, [0.4], tree)
+    (grandchild,) = make_children(child, [0.6], tree)
+    backup(grandchild, 0.6)
+    backup(grandchild, 0.2)
+    assert [n.visits for n in (tree.root, child, grandchild)] == [2, 2, 2]
+    assert grandchild.value == pytest.approx(0.4)
+    assert tree.root.value_sum == pytest.approx(0.8)
+
+
+def test_exploration_revisits_a_less_visited_child():
+    tree = QueryTree()
+    a, b = make_children(tree.root, [0.5, 0.5], tree)
+    for _ in range(5):
+        backup(a, 0.6)
+    backup(b, 0.5)
+    assert select_child(tree.root, 0.0) is a
+    assert select_child(tree.root, 2.0) is b
+
+
+# --- searches on the FakeEngine -----------------------------------------------------------
+
+
+def test_rebase_finishes_exactly_width_paths():
+    query = run_search(FakeEngine(answer_rate=0.4), width=6, max_depth=5)
+    terminals = query.tree.terminals()
+    assert len(terminals) == 6
+    assert query.outcome.answer in ("7", "8")
+    assert query.outcome.requests == query.outcome.nodes == len(query.tree) - 1
+
+
+def test_children_are_seeded_by_query_node_and_index():
+    engine = FakeEngine()
+    query = run_search(engine, seed=11, width=4)
+    for request in engine.requests:
+        parent, _, k = request.tags["node"].rpartition(".")
+        assert request.seed == child_seed(11, parent, int(k))
+    assert len({r.seed for r in engine.requests}) == len(engine.requests)
+    assert child_seed(11, "0", 0) != child_seed(12, "0", 0)
+    assert query.outcome.tokens_main == sum(
+        n.path_tokens - n.parent.path_tokens for n in query.tree if n.parent is not None
+    )
+
+
+def test_same_seed_same_tree_other_seed_other_tree():
+    first = run_search(FakeEngine(), seed=3, width=4)
+    again = run_search(FakeEngine(), seed=3, width=4)
+    other = run_search(FakeEngine(), seed=4, width=4)
+    assert first.tree.signature() == again.tree.signature()
+    assert first.tree.signature() != other.tree.signature()
+
+
+def test_prompts_carry_the_path_steps():
+    engine = FakeEngine(answer_rate=0.0)
+    query = run_search(engine, width=2, max_depth=3)
+    deepest = max(query.tree, key=lambda n: n.depth)
+    request = next(r for r in engine.requests if r.tags["node"] == deepest.id)
+    assert request.prompt == "PROMPT\n" + "".join(s + "\n\n" for s in deepest.parent.steps())
+    assert request.stop == ("\n\n",)
+
+
+def test_depth_limit_ends_paths_without_answer():
+    query = run_search(FakeEngine(answer_rate=0.0), width=3, max_depth=2)
+    assert query.tree.depth == 2
+    assert all(n.terminal and n.answer is None for n in query.tree.layer(2))
+    assert query.outcome.answer is None
+
+
+def test_mcts_runs_the_rollout_count_and_backs_up():
+    query = run_search(
+        FakeEngine(answer_rate=0.35), algorithm="mcts", rollouts=5, expand_width=3, max_depth=6
+    )
+    assert query.tree.root.visits == 5
+    assert len(query.algorithm.finals) == 5
+    assert all(f.terminal for f in query.algorithm.finals)
+    for node in query.tree:
+        assert len(node.children) in (0, 3)
+        assert node.visits == sum(c.visits for c in node.children) + sum(
+            f is node for f in query.algorithm.finals
+        )
+
+
+def test_engine_error_stops_the_search():
+    with pytest.raises(SearchError, match="node 0.1"):
+        run_search(FakeEngine(fail_node="0.1"), width=4)
+
+
+def test_confidence_reward_scores():
+    reward = ConfidenceReward()
+    assert reward.score_logprobs([0.0, 0.0]) == 1.0
+    assert reward.score_logprobs([-1.0, -3.0]) == pytest.approx(math.exp(-2.0))
+    assert reward.score_logprobs([]) == 0.0
+    config = Config()
+    config.reward.step_score = "min_logprob"
+    assert ConfidenceReward(config.reward).score_logprobs([-1.0, -3.0]) == pytest.approx(math.exp(-3.0))
