@@ -104,27 +104,24 @@ class SearchConfig:
 
 @dataclass
 class SpexConfig:
-    """SPEX switches. All off gives the baseline search."""
+    """SPEX switches, each on its own for ablation. All off gives the baseline search."""
 
-    speculate: bool = False
-    allocator: str = "off"  # utility | fifo | off
-    early_stop: bool = False
-    lookahead: int = 1
-    tau: float = 1.0
-    alpha: float = 1.0
+    speculate: bool = False  # intra-query speculative path selection
+    allocator: str = "off"  # cluster-wide speculative slots: utility | fifo | off (static per query)
+    early_stop: bool = False  # adaptive early termination
+    lookahead: int = 1  # layers (BFS) / predicted selections (MCTS) speculated ahead
+    tau: float = 1.0  # allocator softmax temperature over query utilities
+    alpha: float = 1.0  # early termination margin scale
+    stop_confidence: float = 0.5  # early termination: median path reward of the leading answer
+    spec_slots: int = 0  # speculative slots per query when allocator=off; 0 = max_batch_size / concurrency
 
     def validate(self) -> None:
         _check(self.allocator in ("utility", "fifo", "off"), "spex.allocator", "utility|fifo|off")
         _check(self.lookahead >= 1, "spex.lookahead", "must be >= 1")
         _check(self.tau > 0, "spex.tau", "must be > 0")
         _check(self.alpha >= 0, "spex.alpha", "must be >= 0")
-        unbuilt = [k for k in ("speculate", "early_stop") if getattr(self, k)]
-        if self.allocator != "off":
-            unbuilt.append("allocator")
-        if unbuilt:
-            raise ConfigError(
-                f"spex.{unbuilt[0]}: the SPEX techniques are not in this build yet; leave them off"
-            )
+        _check(0 <= self.stop_confidence <= 1, "spex.stop_confidence", "must be in [0, 1]")
+        _check(self.spec_slots >= 0, "spex.spec_slots", "must be >= 0")
 
 
 @dataclass

@@ -64,9 +64,13 @@ def test_yaml_errors_name_the_key(tmp_path):
         Config.load(path)
 
 
-def test_unbuilt_spex_switches_are_refused():
-    with pytest.raises(ConfigError, match="spex.speculate"):
-        Config.load(None, ["spex.speculate=true"])
+def test_spex_switches():
+    config = Config.load(
+        None, ["spex.speculate=true", "spex.allocator=fifo", "spex.early_stop=true", "spex.tau=0.5"]
+    )
+    assert (config.spex.speculate, config.spex.allocator, config.spex.early_stop) == (True, "fifo", True)
+    with pytest.raises(ConfigError, match=r"spex\.allocator"):
+        Config.load(None, ["spex.allocator=greedy"])
 
 
 def test_ready_configs_load():

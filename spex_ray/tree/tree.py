@@ -15,10 +15,15 @@ class QueryTree:
         self.nodes: dict[str, Node] = {ROOT_ID: self.root}
 
     def add_child(self, parent: Node, k: int, **fields) -> Node:
-        node = Node(id=parent.child_id(k), parent=parent, depth=parent.depth + 1, **fields)
+        return self.attach(Node(id=parent.child_id(k), parent=parent, depth=parent.depth + 1, **fields))
+
+    def attach(self, node: Node) -> Node:
+        """Add a node built detached (a scored child) under its parent, which must be in the tree."""
         if node.id in self.nodes:
             raise ValueError(f"node {node.id} already exists")
-        parent.children.append(node)
+        if node.parent is None or self.nodes.get(node.parent.id) is not node.parent:
+            raise ValueError(f"node {node.id}: its parent is not in the tree")
+        node.parent.children.append(node)
         self.nodes[node.id] = node
         return node
 

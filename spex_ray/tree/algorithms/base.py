@@ -19,6 +19,8 @@ class SearchDriver(Protocol):
 
     async def expand_many(self, work: Sequence[tuple[Node, Sequence[int]]]) -> list[Node]: ...
 
+    def should_stop(self, remaining: int) -> bool: ...
+
 
 class Algorithm(Protocol):
     """Builds the tree by expanding nodes; names the (answer, weight) candidates to vote on."""

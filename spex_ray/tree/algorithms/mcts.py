@@ -50,10 +50,12 @@ class MCTS:
         self.finals: list[Node] = []
 
     async def run(self, search: SearchDriver) -> None:
-        for _ in range(self.rollouts):
+        for done in range(1, self.rollouts + 1):
             leaf = await self.rollout(search)
             backup(leaf, leaf.path_reward)
             self.finals.append(leaf)
+            if done < self.rollouts and search.should_stop(self.rollouts - done):
+                return
 
     async def rollout(self, search: SearchDriver) -> Node:
         node = search.tree.root

@@ -40,17 +40,18 @@ class Rebase:
     def __init__(self, config) -> None:
         self.width = config.width
         self.temperature = config.softmax_temperature
+        self.budget = self.width  # paths still to finish, as of the current layer's start
 
     async def run(self, search: SearchDriver) -> None:
-        budget = self.width
-        frontier: list[tuple[Node, int]] = [(search.tree.root, budget)]
+        self.budget = self.width
+        frontier: list[tuple[Node, int]] = [(search.tree.root, self.budget)]
         while frontier:
             layer = await search.expand_many([(node, range(width)) for node, width in frontier])
-            budget -= sum(1 for child in layer if child.terminal)
+            self.budget -= sum(1 for child in layer if child.terminal)
             open_nodes = [child for child in layer if not child.terminal]
-            if budget <= 0 or not open_nodes:
+            if self.budget <= 0 or not open_nodes or search.should_stop(self.budget):
                 return
-            widths = allocate_widths([n.reward for n in open_nodes], budget, self.temperature)
+            widths = allocate_widths([n.reward for n in open_nodes], self.budget, self.temperature)
             frontier = [(node, w) for node, w in zip(open_nodes, widths, strict=True) if w > 0]
 
     def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:

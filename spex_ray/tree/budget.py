@@ -1,0 +1,59 @@
+"""How many speculative requests a query may hold: the interface its search uses.
+
+The search reads granted() before issuing speculation (a local read, never I/O) and
+report()s its demand whenever it changes; a cluster allocator (spex_ray.allocator.lease)
+answers asynchronously. No Ray in here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class SpecBudget(Protocol):
+    """A query's share of the speculative budget."""
+
+    def granted(self) -> int:
+        """Speculative slots this query may hold now (local read, no I/O)."""
+        ...
+
+    def report(self, eligible: int, hit_rate: float, reusable_kv: float) -> None:
+        """Tell the allocator the current demand; non-blocking, refreshes the grant later."""
+        ...
+
+    async def close(self) -> None:
+        """Return the slots; the query is done."""
+        ...
+
+
+class StaticBudget:
+    """A fixed cap of speculative slots (spex.allocator=off, and tests)."""
+
+    def __init__(self, slots: int) -> None:
+        if slots < 0:
+            raise ValueError("slots must be >= 0")
+        self.slots = int(slots)
+        self.last_report: tuple[int, float, float] | None = None
+
+    def granted(self) -> int:
+        return self.slots
+
+    def report(self, eligible: int, hit_rate: float, reusable_kv: float) -> None:
+        self.last_report = (eligible, hit_rate, reusable_kv)
+
+    async def close(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"StaticBudget({self.slots})"
+
+
+class NoBudget(StaticBudget):
+    """No speculation at all."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def __repr__(self) -> str:
+        return "NoBudget()"
