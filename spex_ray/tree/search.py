@@ -22,7 +22,7 @@ from spex_ray.tree.algorithms import ALGORITHMS
 from spex_ray.tree.budget import SpecBudget, StaticBudget
 from spex_ray.tree.node import Node
 from spex_ray.tree.seeds import child_seed
-from spex_ray.tree.speculate import Speculation, SpecEntry, policy_for
+from spex_ray.tree.speculate import SpecEntry, Speculation, policy_for
 from spex_ray.tree.terminate import EarlyStop
 from spex_ray.tree.tree import QueryTree
 from spex_ray.tree.vote import aggregate
