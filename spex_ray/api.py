@@ -119,7 +119,8 @@ def _ensure_ray(address: str) -> None:
 def _run_batch(todo: list[Problem], config: Config, writer: RunWriter, already_done: int) -> list[dict]:
     progress = Progress(already_done + len(todo), config.run.progress, already_done)
     engines = _start_engines(config)
-    trees = [TreeActor.remote(config, engines) for _ in range(config.run.tree_actors)]
+    allocator = _start_allocator(config, engines)
+    trees = [TreeActor.remote(config, engines, allocator) for _ in range(config.run.tree_actors)]
     try:
         _stream(todo, trees, config.run.concurrency, writer, progress)
         return [_engine_stats(load) for load in ray.get([e.load.remote() for e in engines])]
@@ -138,17 +139,33 @@ def _start_engines(config: Config) -> list[Any]:
     return engines
 
 
+def _start_allocator(config: Config, engines: list[Any]) -> Any:
+    """The cluster's BudgetAllocator when speculation shares a budget; None otherwise."""
+    spex = config.spex
+    if not spex.speculate or spex.allocator == "off":
+        return None
+    from spex_ray.allocator.budget import get_or_create_allocator
+
+    allocator = get_or_create_allocator(spex.allocator, spex.tau, config.policy.max_batch_size)
+    knees = ray.get([engine.knee.remote() for engine in engines])
+    ray.get([allocator.register_engine.remote(f"engine-{i}", knee) for i, knee in enumerate(knees)])
+    ray.get([engine.attach_allocator.remote(allocator) for engine in engines])
+    return allocator
+
+
 def _stream(
     todo: list[Problem], trees: list[Any], concurrency: int, writer: RunWriter, progress: Progress
 ) -> None:
     """Keep `concurrency` queries in flight; journal each result the moment it lands."""
     pending = list(reversed(todo))
     in_flight: dict[Any, Problem] = {}
+    admitted = 0
     while pending or in_flight:
         while pending and len(in_flight) < concurrency:
             problem = pending.pop()
-            tree = trees[len(in_flight) % len(trees)]
-            in_flight[tree.solve.remote(problem)] = problem
+            admitted += 1
+            tree = trees[admitted % len(trees)]
+            in_flight[tree.solve.remote(problem, admitted)] = problem
         ready, _ = ray.wait(list(in_flight), num_returns=1)
         problem = in_flight.pop(ready[0])
         row, trace = _collect(ready[0], problem)

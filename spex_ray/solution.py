@@ -12,6 +12,7 @@ from spex_ray.config import Config
 from spex_ray.engines.base import GenRequest, GenResult
 from spex_ray.rewards.base import Reward
 from spex_ray.tasks import Problem, build_messages, is_correct
+from spex_ray.tree.budget import SpecBudget
 from spex_ray.tree.search import EngineClient, QuerySearch
 from spex_ray.tree.seeds import child_seed
 
@@ -33,6 +34,8 @@ class Solution:
     tokens_spec: int = 0
     tokens_wasted: int = 0
     requests: int = 0
+    spec_requests: int = 0
+    hit_rate: float = 0.0
     latency_s: float = 0.0
     nodes: int = 0
     depth: int = 0
@@ -62,7 +65,11 @@ def query_seed(run_seed: int, problem_id: str) -> int:
 
 
 async def solve_problem(
-    problem: Problem, config: Config, engine: ChatEngineClient, reward: Reward
+    problem: Problem,
+    config: Config,
+    engine: ChatEngineClient,
+    reward: Reward,
+    budget: SpecBudget | None = None,
 ) -> tuple[Solution, list[dict[str, Any]]]:
     """Search one problem and grade it; any failure becomes an error row, never an exception."""
     seed = query_seed(config.run.seed, problem.id)
@@ -78,7 +85,7 @@ async def solve_problem(
     started = time.time()
     try:
         prompt = await engine.render_chat(build_messages(problem.problem))
-        search = QuerySearch(problem.id, problem.problem, prompt, config, engine, reward, seed)
+        search = QuerySearch(problem.id, problem.problem, prompt, config, engine, reward, seed, budget)
         outcome = await search.run()
     except Exception as exc:  # one bad problem fails its row, not the batch
         return _failed(solution, f"{type(exc).__name__}: {exc}", traceback.format_exc()), []
@@ -91,6 +98,9 @@ async def solve_problem(
     solution.tokens_spec = outcome.tokens_spec
     solution.tokens_wasted = outcome.tokens_wasted
     solution.requests = outcome.requests
+    solution.spec_requests = outcome.spec_requests
+    solution.hit_rate = outcome.hit_rate
+    solution.early_stopped = outcome.early_stopped
     solution.nodes = outcome.nodes
     solution.depth = outcome.depth
     solution.leaves = outcome.leaves

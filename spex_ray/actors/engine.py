@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -20,6 +21,7 @@ class EngineActor:
         self.policy = policy
         _use_all_cpu_threads(policy)
         self.engine = ENGINES.build(policy.backend, policy)
+        self._reporter: asyncio.Task | None = None
 
     async def start(self) -> dict[str, Any]:
         await self.engine.start()
@@ -37,8 +39,30 @@ class EngineActor:
     async def render_chat(self, messages: list[dict[str, str]]) -> str:
         return self.engine.render_chat(messages)
 
+    async def knee(self) -> int:
+        """Concurrency up to which this engine decodes at no extra cost per step."""
+        knee = getattr(self.engine, "knee", None)
+        return int(knee()) if callable(knee) else self.policy.max_batch_size
+
+    async def attach_allocator(self, allocator: Any, interval_s: float = 0.02) -> None:
+        """Report MAIN requests in flight to the BudgetAllocator whenever they change."""
+        if self._reporter is None:
+            self._reporter = asyncio.get_running_loop().create_task(self._report_main(allocator, interval_s))
+
     async def close(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
         await self.engine.close()
+
+    async def _report_main(self, allocator: Any, interval_s: float) -> None:
+        last = -1
+        while True:
+            load = self.engine.load()
+            main = load.running_main + load.queued_main
+            if main != last:
+                await allocator.report_main.remote(self.name, main)
+                last = main
+            await asyncio.sleep(interval_s)
 
 
 def _use_all_cpu_threads(policy: PolicyConfig) -> None:

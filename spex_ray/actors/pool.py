@@ -34,6 +34,7 @@ class ActorEngineClient:
         self._pool = pool
         self.index = index
         self._actor = pool.engines[index]
+        self.engine_name = f"engine-{index}"
 
     async def generate(self, request: GenRequest) -> GenResult:
         return await self._actor.generate.remote(request)

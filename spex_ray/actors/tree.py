@@ -7,6 +7,7 @@ from typing import Any
 import ray
 
 from spex_ray.actors.pool import EnginePool
+from spex_ray.allocator.lease import LeaseBudget
 from spex_ray.config import Config
 from spex_ray.rewards import REWARDS
 from spex_ray.solution import solve_problem
@@ -17,16 +18,24 @@ from spex_ray.tasks import Problem
 class TreeActor:
     """Runs QuerySearches concurrently against the engine actors it is given."""
 
-    def __init__(self, config: Config, engines: list[Any]) -> None:
+    def __init__(self, config: Config, engines: list[Any], allocator: Any = None) -> None:
         self.config = config
         self.pool = EnginePool(engines)
         self.reward = REWARDS.build(config.reward.kind, config.reward)
+        self.allocator = allocator
+        self._arrivals = 0
 
-    async def solve(self, problem: Problem) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Search and grade one problem; returns its result row and its request trace."""
+    async def solve(self, problem: Problem, order: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Search and grade one problem; returns its result row and its request trace.
+
+        `order` is the query's admission order in the batch (fifo allocation uses it).
+        """
         client = self.pool.client()
+        budget = None
+        if self.allocator is not None:
+            budget = LeaseBudget(self.allocator, problem.id, client.engine_name, order)
         try:
-            solution, trace = await solve_problem(problem, self.config, client, self.reward)
+            solution, trace = await solve_problem(problem, self.config, client, self.reward, budget)
         finally:
             client.release()
         return solution.to_row(), trace

@@ -12,8 +12,11 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-# Answers longer than this are compared by key only (sympy has no timeout without signals).
+# math-verify runs without timeouts (see module doc), so answers that may make sympy hang are
+# compared by key only: longer than this, or with exponents / factorials beyond these bounds.
 MAX_VERIFY_CHARS = 200
+MAX_NUMERIC_EXPONENT = 10_000
+MAX_SYMBOLIC_EXPONENT = 8
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_BARE_RE = re.compile(r"\\boxed +([^\s${}]+)")
@@ -21,6 +24,8 @@ _PHRASE_RE = re.compile(r"(?i)\banswer\s*(?:is\b|:)\s*:?[ \t]*")
 _HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
 _LEADING_NUMBER_RE = re.compile(r"^\s*(-?[\d,]*\.?\d+)\s+[A-Za-z]")
 _NUMBER_RE = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?$")
+_POWER_RE = re.compile(r"(?:\^|\*\*)\s*")
+_BIG_FACTORIAL_RE = re.compile(r"(?:[)}\]]|\d{5,})\s*!")
 _TEXT_WRAPPERS = ("text", "textbf", "textrm", "textit", "mathrm", "mathbf", "mbox", "boxed", "fbox")
 
 
@@ -47,14 +52,14 @@ def has_answer(text: str) -> bool:
     return extract_answer(text) is not None
 
 
-def _balanced_group(text: str, open_pos: int) -> str | None:
-    """Content of the brace group opening at ``text[open_pos] == "{"``; None if unclosed."""
+def _balanced_group(text: str, open_pos: int, open_char: str = "{", close_char: str = "}") -> str | None:
+    """Content of the group opening at ``text[open_pos] == open_char``; None if unclosed."""
     depth = 0
     for pos in range(open_pos, len(text)):
         char = text[pos]
-        if char == "{":
+        if char == open_char:
             depth += 1
-        elif char == "}":
+        elif char == close_char:
             depth -= 1
             if depth == 0:
                 return text[open_pos + 1 : pos]
@@ -173,7 +178,7 @@ def is_correct(answer: str | None, gold: str | None) -> bool:
 
 
 def _math_verify_equal(gold: str, answer: str) -> bool:
-    if len(gold) > MAX_VERIFY_CHARS or len(answer) > MAX_VERIFY_CHARS:
+    if _too_costly(gold) or _too_costly(answer):
         return False
     try:
         verify = _math_verify_module().verify
@@ -183,6 +188,40 @@ def _math_verify_equal(gold: str, answer: str) -> bool:
         return bool(verify(list(gold_parsed), list(answer_parsed), timeout_seconds=None))
     except Exception:
         return False
+
+
+def _too_costly(expr: str) -> bool:
+    """Heuristic: could sympy hang on this (huge powers, towers, factorials, big expansions)?
+
+    Without signal timeouts math-verify can run forever on e.g. ``10^{10^{10}}`` or
+    ``(1+x+y+z)^{20}``, so such answers are compared by :func:`answer_key` only.
+    """
+    if len(expr) > MAX_VERIFY_CHARS or _BIG_FACTORIAL_RE.search(expr):
+        return True
+    if "binom" in expr and ("^" in expr or re.search(r"\d{6,}", expr)):
+        return True
+    for match in _POWER_RE.finditer(expr):
+        exponent = _exponent_after(expr, match.end())
+        if any(token in exponent for token in ("^", "**", "!", "\\binom")):
+            return True
+        if re.fullmatch(r"[+-]?\d+", exponent.strip()):
+            numeric_base = expr[: match.start()].rstrip()[-1:].isdigit()
+            limit = MAX_NUMERIC_EXPONENT if numeric_base else MAX_SYMBOLIC_EXPONENT
+            if abs(int(exponent)) > limit:
+                return True
+    return False
+
+
+def _exponent_after(expr: str, pos: int) -> str:
+    """The exponent starting at ``pos``: a {...} or (...) group, a number, a command or one char."""
+    if pos >= len(expr):
+        return ""
+    if expr[pos] in "{(":
+        close = "}" if expr[pos] == "{" else ")"
+        group = _balanced_group(expr, pos, expr[pos], close)
+        return expr[pos + 1 :] if group is None else group
+    token = re.match(r"[+-]?\d+|\\[A-Za-z]+|.", expr[pos:], re.S)
+    return token.group(0) if token else ""
 
 
 @lru_cache(maxsize=8192)

@@ -84,6 +84,9 @@ class Speculation:
         self.history: list[SpecEntry] = []
         self._aborts: list[asyncio.Task] = []
         self.max_in_flight = 0
+        self.closed = False
+        if hasattr(budget, "on_grant"):  # a lease: use new slots the moment they arrive
+            budget.on_grant = lambda _slots: self.fill()
 
     # -- the real search's side -----------------------------------------------------------
 
@@ -119,6 +122,8 @@ class Speculation:
 
     def fill(self) -> None:
         """Issue proposed children while the query holds free speculative slots."""
+        if self.closed:
+            return
         proposals = self.policy.propose(self.search, self.gate)
         free = self.budget.granted() - self.in_flight
         eligible = 0
@@ -133,6 +138,7 @@ class Speculation:
 
     async def finish(self) -> None:
         """The search is over: abort everything still live and wait for the aborts."""
+        self.closed = True
         for entry in list(self.live.values()):
             self._drop(entry)
         if self._aborts:

@@ -1,0 +1,59 @@
+"""SPEX inter-query speculative budget: roofline knee, sharing policy, Ray actor, leases.
+
+policy.py and roofline.py are Ray-free; the Ray parts (BudgetAllocator,
+get_or_create_allocator, LeaseBudget) are imported lazily, on first access, so that
+`from spex_ray.allocator import share_slots` does not import Ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from spex_ray.allocator.policy import (
+    HIT_RATE_FLOOR,
+    BudgetBook,
+    Demand,
+    Grant,
+    share_slots,
+    utility,
+)
+from spex_ray.allocator.roofline import (
+    CalibratedKnee,
+    decode_step_time,
+    knee_concurrency,
+    knee_from_measurements,
+    max_sequences,
+)
+
+_LAZY = {
+    "ALLOCATOR_NAME": "spex_ray.allocator.budget",
+    "BudgetAllocator": "spex_ray.allocator.budget",
+    "get_or_create_allocator": "spex_ray.allocator.budget",
+    "LeaseBudget": "spex_ray.allocator.lease",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "ALLOCATOR_NAME",
+    "HIT_RATE_FLOOR",
+    "BudgetAllocator",
+    "BudgetBook",
+    "CalibratedKnee",
+    "Demand",
+    "Grant",
+    "LeaseBudget",
+    "decode_step_time",
+    "get_or_create_allocator",
+    "knee_concurrency",
+    "knee_from_measurements",
+    "max_sequences",
+    "share_slots",
+    "utility",
+]
