@@ -69,6 +69,11 @@ def test_concurrent_requests_share_the_batch(engine, loop):
         assert r.text and r.token_ids and 1 <= r.completion_tokens == len(r.token_ids) <= 12
         assert len(r.logprobs) == len(r.token_ids) and all(lp <= 0 for lp in r.logprobs)
         assert r.prompt_tokens > 0 and r.enqueue_time <= r.start_time <= r.end_time
+        assert "<|im_end|>" not in r.text
+        if r.finish_reason == FinishReason.LENGTH:
+            assert len(r.token_ids) == 12
+        else:  # EOS: kept in the tokens, not in the text
+            assert r.token_ids[-1] in engine._eos_ids
     load = engine.load()
     assert load.running == load.queued == 0 and load.max_batch_size == 4
     assert load.tokens_per_second > 0 and 0 < load.mean_batch_occupancy <= 1
@@ -125,6 +130,19 @@ def test_abort_running_and_queued(engine, loop):
     assert after.error is None and after.token_ids
 
 
+def test_cancelled_generate_frees_its_slot(engine, loop):
+    async def run():
+        prompt = _prompt(engine, "Write a very long essay about the history of Rome.")
+        task = asyncio.ensure_future(engine.generate(GenRequest(prompt=prompt, max_new_tokens=400)))
+        await _wait_until(lambda: engine.load().running == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return engine.load()
+
+    assert loop.run_until_complete(run()).running == 0
+
+
 def test_over_long_prompt_is_an_error(engine, loop):
     too_long = GenRequest(input_ids=[42] * 8190, max_new_tokens=8)
     result = loop.run_until_complete(engine.generate(too_long))
@@ -151,9 +169,11 @@ def test_main_is_admitted_before_spec(loop):
         load = eng.load()
         results = await asyncio.gather(t_first, t_spec, t_main)
         await eng.close()
-        return load, results
+        after_close = await eng.generate(GenRequest(prompt=prompt, max_new_tokens=4))
+        return load, results, after_close
 
-    load, (r_first, r_spec, r_main) = loop.run_until_complete(run())
+    load, (r_first, r_spec, r_main), after_close = loop.run_until_complete(run())
+    assert after_close.finish_reason == FinishReason.ERROR and "closed" in after_close.error
     assert (load.running_spec, load.queued_spec, load.queued_main) == (1, 1, 1)
     assert r_first.start_time < r_main.start_time < r_spec.start_time
     assert r_first.end_time <= r_main.start_time  # one slot: the next starts when the first ends

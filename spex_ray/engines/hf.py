@@ -15,10 +15,15 @@ Sampling caveats of the CPU engine (all documented behaviour, not bugs):
   * logprobs are those of the sampling distribution, i.e. after temperature / top_p scaling
     (what the manager returns with `return_logprobs=True`); always <= 0.
   * Per-request temperature / top_p are honoured only when the engine itself applies that
-    processor (policy.temperature not in (0, 1), policy.top_p < 1); otherwise the policy's
+    processor (policy.temperature neither 0 nor 1; policy.top_p < 1); otherwise the policy's
     values are used and the mismatch is logged once.
   * Per-request seeds are not honoured: the manager samples with the global torch RNG, seeded
     once from `seed`. Results are reproducible only up to batch composition.
+  * cached_tokens is always 0: the manager shares cached prefix pages but does not report hits.
+
+Use one engine from one event loop (the manager delivers outputs to the loop that submitted).
+A request whose prompt + max_new_tokens exceeds the model's positions (or the paged cache)
+resolves at once with finish_reason "error"; it never reaches the manager.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ class _RequestState:
 
     def extend(self, tokens: list[int], logprobs: list[float], decode: Callable[[list[int]], str]) -> bool:
         """Take in the newly streamed tokens, one at a time; True (and stop) once a stop string matches."""
-        stops = self.request.stop
+        stops = [stop for stop in self.request.stop if stop]
         for i in range(len(self.token_ids), len(tokens)):
             self.token_ids.append(tokens[i])
             if i < len(logprobs):
@@ -169,7 +174,10 @@ class _Meter:
 
 
 class HFEngine:
-    """The Engine protocol on transformers continuous batching; see the module docstring."""
+    """The Engine protocol on transformers continuous batching; see the module docstring.
+
+    `seed` seeds the manager's sampling RNG once (None: a random seed).
+    """
 
     def __init__(self, policy: PolicyConfig, *, seed: int | None = 0) -> None:
         self.policy = policy
@@ -198,7 +206,6 @@ class HFEngine:
     def _load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, GenerationConfig
-        from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
         tokenizer = self._load_tokenizer()
         resolved = resolve_model(self.policy.model, self.policy.cache_dir)
@@ -207,10 +214,6 @@ class HFEngine:
         eos = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)}
         self._eos_ids = sorted(i for i in eos if i is not None and i >= 0)
         max_positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 8192
-        self._context_limit = int(max_positions)
-        on_cpu = model.device.type == "cpu"
-        slot_tokens = min(self._context_limit, _CPU_SLOT_TOKENS) if on_cpu else self._context_limit
-        cache_tokens = max(self.policy.max_batch_size * slot_tokens, self._context_limit + _PAGE_SIZE)
         sample = self.policy.temperature > 0
         generation = GenerationConfig(
             do_sample=sample,
@@ -220,20 +223,36 @@ class HFEngine:
             pad_token_id=tokenizer.pad_token_id,
             max_new_tokens=self.policy.max_new_tokens,
         )
-        batching = ContinuousBatchingConfig(
-            page_size=_PAGE_SIZE,
-            num_blocks=math.ceil(cache_tokens / _PAGE_SIZE),
-            max_batch_tokens=512 if on_cpu else 4096,  # prefill chunk per step
-            max_requests_per_batch=self.policy.max_batch_size,
-            return_logprobs=True,
-            per_request_processors=True,
-            seed=self.seed,
-        )
+        batching = self._batching_config(int(max_positions), model.device.type)
         manager = model.init_continuous_batching(
             generation_config=generation, continuous_batching_config=batching
         )
         manager.start()
+        self._context_limit = min(int(max_positions), _cache_capacity(manager))
         self._model, self._manager = model, manager
+
+    def _batching_config(self, max_positions: int, device_type: str):
+        """Paged-cache sizing. CPU: room for max_batch_size sequences of up to _CPU_SLOT_TOKENS (and at
+        least one full-length one). GPU: the manager sizes the cache from free memory, using this engine's
+        share of the GPU (policy.num_gpus when fractional)."""
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        slots = self.policy.max_batch_size
+        sizing: dict = {"max_batch_tokens": 256}  # prefill chunk per step: keeps decode steps short on CPU
+        if device_type == "cpu":
+            cache_tokens = max(slots * min(max_positions, _CPU_SLOT_TOKENS), max_positions + _PAGE_SIZE)
+            sizing["num_blocks"] = math.ceil(cache_tokens / _PAGE_SIZE)
+        else:
+            share = min(1.0, self.policy.num_gpus) if self.policy.num_gpus > 0 else 1.0
+            sizing = {"max_batch_tokens": 4096, "max_memory_percent": 0.8 * share}
+        return ContinuousBatchingConfig(
+            page_size=_PAGE_SIZE,
+            max_requests_per_batch=slots,
+            return_logprobs=True,
+            per_request_processors=True,
+            seed=self.seed,
+            **sizing,
+        )
 
     def _load_tokenizer(self):
         if self._tokenizer is None:
@@ -432,6 +451,18 @@ def _drop_handler(manager, request_id: str) -> None:
         router.result_handlers.pop(request_id, None)
     while not router.output_queue.empty():
         router.output_queue.get_nowait()
+
+
+def _cache_capacity(manager, timeout: float = 600.0) -> int:
+    """Tokens the paged cache holds, once the manager's thread has built it. (Building it here with
+    manager.warmup() instead makes every later decode step ~40% slower on CPU, measured.)"""
+    deadline = time.monotonic() + timeout
+    while manager.batch_processor is None:
+        if not manager.is_running() or time.monotonic() > deadline:
+            _shutdown(manager)
+            raise RuntimeError("the continuous batching manager failed to start (see the log)")
+        time.sleep(0.01)
+    return manager.batch_processor.cache.num_blocks * _PAGE_SIZE
 
 
 def _shutdown(manager) -> None:
