@@ -39,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     _common(solve)
     solve.set_defaults(handler=_solve)
 
+    calibrate = commands.add_parser("calibrate", help="measure the engine's decode step time by batch size")
+    calibrate.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8], help="batch sizes to time")
+    calibrate.add_argument("--tokens", type=int, default=32, help="tokens decoded per request")
+    calibrate.add_argument(
+        "--tolerance", type=float, default=0.1, help="step-time growth still counted as flat"
+    )
+    calibrate.add_argument("--config", help="a YAML config (its policy section is used)")
+    calibrate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    calibrate.set_defaults(handler=_calibrate)
+
     demo = commands.add_parser("demo", help="solve a few GSM8K problems on the embedded CPU model")
     demo.add_argument("--limit", type=int, default=2, help="problems to solve (default 2)")
     _common(demo)
@@ -86,6 +96,21 @@ def _demo(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         problems = problems_from_items(DEMO_PROBLEMS[: args.limit])
     return _run(problems, config)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from spex_ray.allocator.calibrate import calibrate
+
+    config = Config.load(args.config, args.set)
+    knee = asyncio.run(calibrate(config.policy, args.batch, args.tokens, args.tolerance))
+    print("| batch | step ms | tokens/s |\n|---|---|---|")
+    for batch, step in zip(knee.batch_sizes, knee.step_times, strict=True):
+        print(f"| {batch} | {1000 * step:.1f} | {batch / step:.1f} |")
+    print(f"\nknee: {knee.knee} (step time within {args.tolerance:.0%} of batch {knee.batch_sizes[0]})")
+    print(f"use it with: --set policy.knee={knee.knee}")
+    return 0
 
 
 def _run(problems, config: Config) -> int:

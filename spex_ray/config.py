@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 class PolicyConfig:
     """The policy LLM and the engine that serves it."""
 
-    backend: str = "hf"  # engines registry name: hf (CPU/GPU transformers)
+    backend: str = "hf"  # engines registry name: hf (transformers, CPU/GPU) | sim (simulated GPU)
     model: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct), a local path, or a hub id
     device: str = "cpu"
     dtype: str = "float32"
@@ -37,6 +37,20 @@ class PolicyConfig:
     num_gpus: float = 0.0  # per engine actor; 0 on CPU
     num_cpus: float = 1.0  # per engine actor
     cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
+    knee: int = 0  # concurrency the engine decodes at no extra step cost (spex-ray calibrate); 0 = auto
+    # The simulated accelerator (backend: sim); see engines/sim.py.
+    gpu: str = "h100"  # a6000 | a100-80g | h100 | h200
+    tp: int = 1  # tensor parallel degree of one simulated engine
+    time_scale: float = 1.0  # wall seconds per modeled second; 0 = do not sleep
+    efficiency: float = 0.0  # achievable fraction of peak; 0 = the GPU spec's value
+    overhead_s: float = 0.004  # fixed cost per engine iteration
+    prefill_chunk: int = 2048  # prefill tokens per iteration
+    spec_decode: str = ""  # token-level speculative decoding: "" | eagle | mtp
+    accept_len: float = 0.0  # mean accepted tokens per verify step; 0 = the method's default
+    draft_cost: float = 0.1  # one draft pass as a fraction of a decode pass
+    draft_steps: int = 0  # draft tokens per verify step; 0 = 3
+    kv_fraction: float = 0.85  # memory left after the weights that holds KV cache
+    sim_workload: str = ""  # WorkloadParams overrides: a .json/.yaml path; "" = defaults
 
     def validate(self) -> None:
         _check(self.max_batch_size >= 1, "policy.max_batch_size", "must be >= 1")
@@ -45,6 +59,14 @@ class PolicyConfig:
         _check(0 < self.top_p <= 1, "policy.top_p", "must be in (0, 1]")
         _check(self.num_engines >= 1, "policy.num_engines", "must be >= 1")
         _check(self.num_gpus >= 0, "policy.num_gpus", "must be >= 0")
+        _check(self.knee >= 0, "policy.knee", "must be >= 0 (0 = auto)")
+        _check(self.tp >= 1, "policy.tp", "must be >= 1")
+        _check(self.time_scale >= 0, "policy.time_scale", "must be >= 0")
+        _check(self.spec_decode in ("", "eagle", "eagle3", "mtp"), "policy.spec_decode", "'' | eagle | mtp")
+        if self.backend == "sim":
+            from spex_ray.engines.specs import GPUS
+
+            _check(self.gpu.lower() in GPUS, "policy.gpu", f"one of {', '.join(GPUS)}")
         _check(self.dtype in ("float32", "bfloat16", "float16"), "policy.dtype", "float32|bfloat16|float16")
         from spex_ray.engines import ENGINES
 
@@ -58,6 +80,7 @@ class RewardConfig:
     kind: str = "confidence"
     step_score: str = "mean_logprob"  # confidence: mean_logprob | min_logprob
     path_score: str = "min"  # a path's reward from its step rewards: min | last | mean
+    noise: float = 0.1  # sim: standard deviation of the noise on the latent step quality
 
     def validate(self) -> None:
         from spex_ray.rewards import REWARDS

@@ -84,7 +84,12 @@ def test_ray_job_submit_runs_a_solve(ray_head, tmp_path):
         "--set", "run.concurrency=2",
     ]  # fmt: skip
     cmd = [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", str(REPO), "--", *entrypoint]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    deadline = time.time() + 120
+    while True:  # the dashboard answers before its job agent has registered
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        if "No available agent" not in proc.stderr + proc.stdout or time.time() > deadline:
+            break
+        time.sleep(2)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout
     assert "results:" in proc.stdout

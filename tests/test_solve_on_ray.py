@@ -68,3 +68,26 @@ def test_mcts_from_a_python_driver(ray_session, tmp_path):
     (solution,) = result.solutions
     assert solution.status == "ok", solution.error
     assert solution.requests == solution.nodes >= 2
+
+
+def test_spex_on_ray_with_the_allocator(ray_session, tmp_path):
+    from spex_ray.api import solve
+
+    overrides = [
+        *TINY,
+        "search.width=4",
+        "spex.speculate=true",
+        "spex.allocator=utility",
+        "spex.early_stop=true",
+        "run.concurrency=1",  # MAIN stays at or under the width, leaving slots for speculation
+        f"run.output={tmp_path}",
+    ]
+    result = solve(["What is 6 * 7? Answer with a number.", "What is 9 + 10?"], overrides=overrides)
+    assert [s.status for s in result.solutions] == ["ok", "ok"], [s.error for s in result.solutions]
+    trace = pq.read_table(result.trace_path).to_pylist()
+    spec = [t for t in trace if t["kind"] == "spec"]
+    assert spec, "speculation issued requests"
+    assert {t["outcome"] for t in spec} <= {"promoted", "wasted", "aborted"}
+    assert sum(s.tokens_spec for s in result.solutions) == sum(t["completion_tokens"] for t in spec)
+    snapshot = ray_session.get(ray_session.get_actor("spex_ray_budget_allocator").snapshot.remote())
+    assert sum(snapshot["grants"].values()) == 0, "finished queries returned their slots"

@@ -40,7 +40,10 @@ class EngineActor:
         return self.engine.render_chat(messages)
 
     async def knee(self) -> int:
-        """Concurrency up to which this engine decodes at no extra cost per step."""
+        """Concurrency up to which this engine decodes at no extra cost per step: policy.knee
+        if set (e.g. from `spex-ray calibrate`), else the engine's own model, else its batch size."""
+        if self.policy.knee:
+            return self.policy.knee
         knee = getattr(self.engine, "knee", None)
         return int(knee()) if callable(knee) else self.policy.max_batch_size
 
@@ -67,7 +70,7 @@ class EngineActor:
 
 def _use_all_cpu_threads(policy: PolicyConfig) -> None:
     """Ray pins OMP_NUM_THREADS to the actor's num_cpus; a CPU engine wants every core."""
-    if policy.device != "cpu":
+    if policy.device != "cpu" or policy.backend != "hf":
         return
     import torch
 

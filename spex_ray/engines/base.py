@@ -86,6 +86,7 @@ class GenResult:
     start_time: float = 0.0
     end_time: float = 0.0
     error: str | None = None
+    meta: dict[str, float] = field(default_factory=dict)  # backend extras, e.g. spec-decoding acceptance
 
     @property
     def queue_seconds(self) -> float:

@@ -5,5 +5,6 @@ from spex_ray.rewards.base import Reward, StepContext
 
 REWARDS = Registry("reward")
 REWARDS.register("confidence", "spex_ray.rewards.confidence:ConfidenceReward")
+REWARDS.register("sim", "spex_ray.rewards.sim:SimReward")
 
 __all__ = ["REWARDS", "Reward", "StepContext"]

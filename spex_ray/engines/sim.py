@@ -1,0 +1,556 @@
+"""SimEngine: the Engine protocol on a simulated accelerator, with modeled time.
+
+A scheduler loop runs continuous-batching iterations. Each iteration admits waiting
+requests (MAIN before SPEC; SPEC only while no MAIN waits), prefills the admitted ones'
+uncached prompt tokens in chunks (a token budget per iteration; the iteration that
+completes a prefill also yields the first output token) and decodes one token of every
+other running sequence (about `accept_len` with EAGLE/MTP speculative decoding). The
+iteration's duration comes from the roofline timing model (sim_timing.py); what the
+tokens say comes from the synthetic workload (sim_workload.py), decided in full when a
+request arrives, so a request's text never depends on what else runs (lossless
+speculation). A prefix cache (sim_cache.py) over token ids makes shared prompt prefixes
+free; a finished request's prompt and output are inserted, as SGLang's radix cache does.
+
+Time. The engine keeps a modeled clock: `clock()` = SIM_EPOCH (a fixed Unix-like epoch)
++ modeled seconds since the engine started. GenResult enqueue/start/end times are on this
+clock; their wall-clock equivalents (time.time()) are in GenResult.meta (wall_enqueue,
+wall_start, wall_end). After each iteration the loop sleeps iteration_time * time_scale of
+wall time, so real trees and actors can run against it; with time_scale 0 it only yields
+to the event loop, modeled time advances by the iterations alone (idle gaps are free) and
+runs are reproducible. With time_scale > 0 the modeled clock also advances through idle
+periods (by wall gap / time_scale), so it stays in step with the wall clock.
+
+Abort frees the slot at once: a queued request resolves immediately with finish "abort";
+a running one resolves immediately with the tokens of the iterations already done (the
+iteration in progress is still charged, as on a real GPU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority
+from spex_ray.engines.sim_cache import PrefixCache
+from spex_ray.engines.sim_timing import IterationWork, TimingModel
+from spex_ray.engines.sim_workload import (
+    StepPlan,
+    WorkloadParams,
+    plan_step,
+    render_chat,
+    tokenize,
+)
+from spex_ray.engines.specs import GPUSpec, ModelSpec, gpu_spec, model_spec
+
+SIM_EPOCH = 1_700_000_000.0  # modeled time 0 (2023-11-14T22:13:20Z), fixed for reproducible traces
+SPEC_DECODE_DEFAULTS = {"eagle": 3.0, "mtp": 2.5}  # mean accepted tokens per verify step
+_SPEC_ALIASES = {"": "", "none": "", "off": "", "eagle": "eagle", "eagle3": "eagle", "mtp": "mtp"}
+_RATE_WINDOW_S = 10.0  # tokens_per_second over this much recent modeled time
+
+
+def resolve_model_name(name: str) -> str:
+    """A MODELS key for `name`: "embedded" -> llama-3-8b; hub ids by their last part."""
+    key = name.strip().lower()
+    if key in ("", "embedded"):
+        return "llama-3-8b"
+    key = key.rstrip("/").split("/")[-1].replace("_", "-")
+    for candidate in (key, key.removeprefix("meta-"), key.removesuffix("-instruct")):
+        with contextlib.suppress(KeyError):
+            return model_spec(candidate).name
+    model_spec(key)  # raises the KeyError that lists the known models
+    return key
+
+
+@dataclass
+class SimSettings:
+    """The simulated engine's settings (see the module docstring and sim_timing.py).
+
+    accept_len 0 and draft_steps 0 mean the spec_decode method's defaults (eagle 3.0 /
+    mtp 2.5 accepted tokens; 3 draft steps). efficiency 0 means the GPU spec's (0.7).
+    """
+
+    gpu: str = "h100"
+    model: str = "llama-3-8b"
+    tp: int = 1
+    time_scale: float = 1.0
+    efficiency: float = 0.0
+    overhead_s: float = 0.004
+    max_batch_size: int = 256
+    prefill_chunk: int = 2048
+    spec_decode: str = ""
+    accept_len: float = 0.0
+    draft_cost: float = 0.1
+    draft_steps: int = 0
+    kv_fraction: float = 0.85
+    cache_block: int = 16
+    workload: WorkloadParams = field(default_factory=WorkloadParams)
+
+    def __post_init__(self) -> None:
+        method = str(self.spec_decode or "").strip().lower()
+        if method not in _SPEC_ALIASES:
+            raise ValueError(f"spec_decode must be one of '', eagle, mtp; got {self.spec_decode!r}")
+        self.spec_decode = _SPEC_ALIASES[method]
+        if self.spec_decode:
+            self.accept_len = self.accept_len or SPEC_DECODE_DEFAULTS[self.spec_decode]
+            self.draft_steps = self.draft_steps or 3
+        else:
+            self.accept_len, self.draft_steps = 1.0, 0
+        self.model = resolve_model_name(self.model)
+        gpu_spec(self.gpu)  # fail early on an unknown GPU
+        if self.tp < 1 or self.max_batch_size < 1 or self.prefill_chunk < 1 or self.cache_block < 1:
+            raise ValueError("tp, max_batch_size, prefill_chunk and cache_block must be >= 1")
+        if self.time_scale < 0 or self.overhead_s < 0 or self.draft_cost < 0:
+            raise ValueError("time_scale, overhead_s and draft_cost must be >= 0")
+        if not 0 <= self.efficiency <= 1:
+            raise ValueError("efficiency must be in [0, 1] (0 = the GPU spec's)")
+        if not 1 <= self.accept_len <= self.draft_steps + 1 or not 0 < self.kv_fraction <= 1:
+            raise ValueError("need 1 <= accept_len <= draft_steps + 1 and kv_fraction in (0, 1]")
+
+    @classmethod
+    def from_policy(cls, policy: Any, **overrides: Any) -> SimSettings:
+        """Settings from a PolicyConfig; fields it lacks keep their defaults.
+
+        Read: gpu, model ("embedded" -> llama-3-8b), tp (else int(num_gpus), at least 1),
+        time_scale, efficiency, overhead_s, max_batch_size, prefill_chunk, spec_decode,
+        accept_len, draft_cost, draft_steps, kv_fraction, and sim_workload (a mapping of
+        WorkloadParams fields, or the path of a JSON/YAML file of them; "" = defaults).
+        """
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in ("tp", "workload") and getattr(policy, f.name, None) is not None:
+                values[f.name] = getattr(policy, f.name)
+        tp = getattr(policy, "tp", None)
+        values["tp"] = int(tp) if tp else max(1, int(getattr(policy, "num_gpus", 0) or 0))
+        values["workload"] = load_workload(getattr(policy, "sim_workload", None))
+        values.update(overrides)
+        return cls(**values)
+
+    def gpu_spec(self) -> GPUSpec:
+        return gpu_spec(self.gpu)
+
+    def model_spec(self) -> ModelSpec:
+        return model_spec(self.model)
+
+    def timing(self) -> TimingModel:
+        return TimingModel(
+            self.gpu_spec(),
+            self.model_spec(),
+            tp=self.tp,
+            efficiency=self.efficiency,
+            overhead_s=self.overhead_s,
+            kv_fraction=self.kv_fraction,
+            draft_steps=self.draft_steps,
+            draft_cost=self.draft_cost if self.spec_decode else 0.0,
+        )
+
+
+def load_workload(source: WorkloadParams | Mapping[str, Any] | str | Path | None) -> WorkloadParams:
+    """WorkloadParams from params, a mapping, or a .json/.yaml file path (None or "" = defaults)."""
+    if isinstance(source, WorkloadParams):
+        return source
+    if not source:
+        return WorkloadParams()
+    if isinstance(source, Mapping):
+        return WorkloadParams.from_dict(source)
+    text = Path(source).read_text()
+    if str(source).endswith(".json"):
+        return WorkloadParams.from_dict(json.loads(text))
+    import yaml
+
+    return WorkloadParams.from_dict(yaml.safe_load(text))
+
+
+class SimClock:
+    """Modeled time: `now()` = epoch + modeled seconds elapsed. Advanced by one engine only."""
+
+    def __init__(self, epoch: float = SIM_EPOCH) -> None:
+        self.epoch = epoch
+        self.elapsed = 0.0
+
+    def now(self) -> float:
+        return self.epoch + self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += max(0.0, seconds)
+
+
+@dataclass(eq=False)
+class _Seq:
+    """A request inside the engine."""
+
+    request: GenRequest
+    plan: StepPlan
+    prompt_ids: list[int]
+    future: asyncio.Future[GenResult]
+    enqueue_time: float
+    wall_enqueue: float
+    start_time: float = 0.0
+    wall_start: float = 0.0
+    first_token_time: float = 0.0
+    cached: int = 0
+    prefilled: int = 0  # prompt tokens with KV (cached or computed)
+    generated: int = 0
+    credit: float = 0.0  # fractional accepted tokens (speculative decoding)
+    verify_steps: int = 0
+
+    @property
+    def prefill_left(self) -> int:
+        return len(self.prompt_ids) - self.prefilled
+
+    @property
+    def context(self) -> int:
+        return self.prefilled + self.generated
+
+    @property
+    def remaining(self) -> int:
+        return len(self.plan.token_ids) - self.generated
+
+    @property
+    def kv_need(self) -> int:
+        """KV tokens this request holds beyond its cached prefix, reserved on admission."""
+        return len(self.prompt_ids) - self.cached + len(self.plan.token_ids)
+
+
+class _Meter:
+    """Time-weighted batch occupancy since start and generated tokens over a recent window."""
+
+    def __init__(self) -> None:
+        self.area = 0.0  # integral of running sequences over modeled time
+        self.tokens: deque[tuple[float, int]] = deque()
+
+    def record(self, now: float, seconds: float, running: int, tokens: int) -> None:
+        self.area += running * seconds
+        if tokens:
+            self.tokens.append((now, tokens))
+
+    def tokens_per_second(self, now: float, elapsed: float) -> float:
+        while self.tokens and self.tokens[0][0] < now - _RATE_WINDOW_S:
+            self.tokens.popleft()
+        window = min(_RATE_WINDOW_S, elapsed)
+        return sum(n for _, n in self.tokens) / window if window > 0 else 0.0
+
+
+class SimEngine:
+    """The Engine protocol with modeled time; see the module docstring.
+
+    `clock` is the modeled clock to advance (default: a new SimClock at SIM_EPOCH); pass
+    one to read modeled time from outside the engine (one engine per clock). `workload`
+    overrides the settings' workload parameters.
+    """
+
+    def __init__(
+        self,
+        policy: Any,
+        *,
+        clock: SimClock | None = None,
+        workload: WorkloadParams | Mapping[str, Any] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.settings = SimSettings.from_policy(policy)
+        if workload is not None:
+            self.settings.workload = load_workload(workload)
+        self.timing = self.settings.timing()
+        self._clock = clock or SimClock()
+        self.cache = PrefixCache(self.timing.kv_capacity_tokens, self.settings.cache_block)
+        self._queues: dict[Priority, deque[_Seq]] = {Priority.MAIN: deque(), Priority.SPEC: deque()}
+        self._running: dict[str, _Seq] = {}
+        self._reserved = 0  # KV tokens held by running requests beyond their cached prefixes
+        self._meter = _Meter()
+        self._words: dict[int, str] = {}  # token id -> word, to read input_ids requests
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._wall_origin = 0.0
+        self._start_elapsed = 0.0
+        self.iterations = 0
+
+    # ------------------------------------------------------------------ the Engine protocol
+
+    async def start(self) -> None:
+        """Start the scheduler loop (idempotent)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._wake = asyncio.Event()
+        self._wall_origin = time.monotonic() - self._clock.elapsed * self.settings.time_scale
+        self._start_elapsed = self._clock.elapsed
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def generate(self, request: GenRequest) -> GenResult:
+        await self.start()
+        self._catch_up()
+        now, wall = self.clock(), time.time()
+        if request.prompt is not None:
+            prompt = request.prompt
+            prompt_ids = tokenize(prompt)
+            self._remember(prompt.split(), prompt_ids)
+        else:
+            prompt_ids = list(request.input_ids or [])
+            prompt = " ".join(self._words.get(t, f"<{t}>") for t in prompt_ids)
+        seed = request.seed if request.seed is not None else hash(request.request_id)
+        plan = plan_step(
+            prompt, seed, request.max_new_tokens, request.stop, request.temperature, self.settings.workload
+        )
+        self._remember(plan.words, plan.token_ids)
+        loop = asyncio.get_running_loop()
+        seq = _Seq(request, plan, prompt_ids, loop.create_future(), now, wall)
+        if seq.kv_need > self.timing.kv_capacity_tokens:
+            return self._error(seq, f"prompt + output ({seq.kv_need} tokens) exceed the KV cache")
+        self._queues[request.priority].append(seq)
+        self._wake.set()
+        try:
+            return await seq.future
+        except asyncio.CancelledError:
+            await self.abort(request.request_id)
+            raise
+
+    async def abort(self, request_id: str) -> None:
+        """Resolve the request now with finish "abort" (no-op when unknown or finished)."""
+        for queue in self._queues.values():
+            for seq in queue:
+                if seq.request.request_id == request_id:
+                    queue.remove(seq)
+                    seq.start_time, seq.wall_start = self.clock(), time.time()
+                    self._resolve(seq, FinishReason.ABORT)
+                    return
+        seq = self._running.get(request_id)
+        if seq is not None:
+            self._finish(seq, FinishReason.ABORT)
+
+    def load(self) -> EngineLoad:
+        now = self.clock()
+        running = [s.request.priority for s in self._running.values()]
+        elapsed = self._clock.elapsed - self._start_elapsed
+        capacity = self.settings.max_batch_size
+        return EngineLoad(
+            running_main=running.count(Priority.MAIN),
+            running_spec=running.count(Priority.SPEC),
+            queued_main=len(self._queues[Priority.MAIN]),
+            queued_spec=len(self._queues[Priority.SPEC]),
+            max_batch_size=capacity,
+            tokens_per_second=self._meter.tokens_per_second(now, elapsed),
+            mean_batch_occupancy=self._meter.area / (elapsed * capacity) if elapsed > 0 else 0.0,
+            time=now,
+        )
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """ "<|system|>\\n...\\n<|user|>\\n...\\n<|assistant|>\\n" (sim_workload.render_chat)."""
+        return render_chat(messages)
+
+    async def close(self) -> None:
+        """Stop the loop; requests still queued or running resolve with finish "abort"."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for seq in list(self._running.values()):
+            self._finish(seq, FinishReason.ABORT)
+        for queue in self._queues.values():
+            while queue:
+                self._resolve(queue.popleft(), FinishReason.ABORT)
+
+    # ------------------------------------------------------------------ extras
+
+    def clock(self) -> float:
+        """Modeled time: SIM_EPOCH + modeled seconds since the engine started."""
+        return self._clock.now()
+
+    def knee(self) -> int:
+        """The roofline knee concurrency of this GPU and model, at most max_batch_size."""
+        try:
+            knee = self.timing.knee()
+        except ValueError:
+            knee = self.settings.max_batch_size
+        return max(1, min(knee, self.settings.max_batch_size))
+
+    def generated_tokens(self, request_id: str) -> int:
+        """Output tokens a running request has produced so far (0 when not running)."""
+        seq = self._running.get(request_id)
+        return seq.generated if seq is not None else 0
+
+    # ------------------------------------------------------------------ the scheduler loop
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never leave a caller waiting on a dead loop
+            message = f"sim engine loop failed: {type(exc).__name__}: {exc}"
+            for seq in [*self._running.values(), *self._queues[Priority.MAIN], *self._queues[Priority.SPEC]]:
+                if not seq.future.done():
+                    seq.future.set_result(self._error(seq, message))
+            self._running.clear()
+            for queue in self._queues.values():
+                queue.clear()
+            raise
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._running and not any(self._queues.values()):
+                self._wake.clear()
+                await self._wake.wait()
+                self._catch_up()
+                continue
+            self._admit()
+            plan = self._plan_iteration()
+            seconds = self.timing.iteration_time(plan[0])
+            self._clock.advance(seconds)
+            self.iterations += 1
+            tokens = sum(n for _, _, n in plan[1])
+            self._meter.record(self.clock(), seconds, len(self._running), tokens)
+            await self._pace()
+            self._apply(plan[1])
+
+    def _catch_up(self) -> None:
+        """With time_scale > 0, let modeled time follow the wall clock through idle periods."""
+        scale = self.settings.time_scale
+        if scale > 0 and self._task is not None and not self._running:
+            wall_elapsed = (time.monotonic() - self._wall_origin) / scale
+            self._clock.advance(wall_elapsed - self._clock.elapsed)
+
+    async def _pace(self) -> None:
+        """Sleep until the wall clock reaches the modeled time (only yield at time_scale 0)."""
+        scale = self.settings.time_scale
+        delay = self._wall_origin + self._clock.elapsed * scale - time.monotonic() if scale > 0 else 0.0
+        await asyncio.sleep(max(0.0, delay))
+
+    def _admit(self) -> None:
+        """Fill free slots: MAIN first; SPEC only while no MAIN waits; KV memory permitting."""
+        capacity = self.timing.kv_capacity_tokens
+        while len(self._running) < self.settings.max_batch_size:
+            queue = self._queues[Priority.MAIN] or self._queues[Priority.SPEC]
+            if not queue:
+                return
+            seq = queue[0]
+            cached = min(self.cache.match(seq.prompt_ids, touch=False), len(seq.prompt_ids) - 1)
+            need = len(seq.prompt_ids) - max(0, cached) + len(seq.plan.token_ids)
+            if self._running and self._reserved + need > capacity:
+                return
+            queue.popleft()
+            self.cache.match(seq.prompt_ids)  # count the hit, refresh the blocks
+            seq.cached = seq.prefilled = max(0, cached)
+            seq.start_time, seq.wall_start = self.clock(), time.time()
+            self._running[seq.request.request_id] = seq
+            self._reserved += seq.kv_need
+            self.cache.resize(capacity - self._reserved)
+
+    def _plan_iteration(self) -> tuple[IterationWork, list[tuple[_Seq, int, int]]]:
+        """The iteration's work and, per sequence, (seq, prefill tokens, output tokens)."""
+        budget = self.settings.prefill_chunk
+        accept = self.settings.accept_len
+        verify = self.settings.draft_steps + 1
+        steps: list[tuple[_Seq, int, int]] = []
+        prefill = attention = prefill_kv = decode_seqs = decode_context = 0
+        for seq in self._running.values():
+            if seq.prefill_left > 0:
+                n = min(seq.prefill_left, budget)
+                if n <= 0:
+                    continue
+                budget -= n
+                start = seq.prefilled
+                prefill += n
+                attention += (2 * start + n - 1) * n // 2
+                prefill_kv += start + n
+                steps.append((seq, n, 1 if n == seq.prefill_left else 0))
+            else:
+                seq.credit += accept
+                out = max(1, min(int(seq.credit), seq.remaining))
+                decode_seqs += 1
+                decode_context += seq.context
+                steps.append((seq, 0, out))
+        work = IterationWork(prefill, attention, prefill_kv, decode_seqs, decode_context, verify)
+        return work, steps
+
+    def _apply(self, steps: list[tuple[_Seq, int, int]]) -> None:
+        """Credit the iteration's progress to the sequences still running; finish the done ones."""
+        now = self.clock()
+        for seq, prefilled, out in steps:
+            if self._running.get(seq.request.request_id) is not seq:
+                continue  # aborted during the iteration
+            if prefilled:
+                seq.prefilled += prefilled
+                if seq.prefill_left == 0:
+                    self.cache.insert(seq.prompt_ids)  # like SGLang's cache_unfinished_req
+            if out:
+                if seq.generated == 0:
+                    seq.first_token_time = now
+                if seq.prefill_left == 0 and not prefilled:
+                    seq.credit -= out
+                    seq.verify_steps += 1
+                seq.generated += out
+            if seq.remaining <= 0:
+                self._finish(seq, seq.plan.finish_reason)
+
+    # ------------------------------------------------------------------ results
+
+    def _finish(self, seq: _Seq, reason: str) -> None:
+        self._running.pop(seq.request.request_id, None)
+        self._reserved -= seq.kv_need
+        done = seq.plan.partial(seq.generated)[1]
+        words = [t for t in done if t >= 3]  # the delimiter/EOS token is not part of a child's prompt
+        self.cache.resize(self.timing.kv_capacity_tokens - self._reserved)
+        self.cache.insert(seq.prompt_ids[: seq.prefilled] + (words if seq.prefill_left == 0 else []))
+        self._resolve(seq, reason)
+
+    def _resolve(self, seq: _Seq, reason: str) -> None:
+        if seq.future.done():
+            return
+        now, wall = self.clock(), time.time()
+        plan = seq.plan
+        text, token_ids, logprobs = plan.partial(seq.generated)
+        stop_matched = plan.stop_matched if reason != FinishReason.ABORT else None
+        meta = {
+            "wall_enqueue": seq.wall_enqueue,
+            "wall_start": seq.wall_start,
+            "wall_end": wall,
+            "queue_s": seq.start_time - seq.enqueue_time,
+            "ttft_s": (seq.first_token_time - seq.enqueue_time) if seq.generated else 0.0,
+            "prefill_s": (seq.first_token_time - seq.start_time) if seq.generated else 0.0,
+            "sim_depth": float(plan.depth),
+            "sim_z": plan.z,
+        }
+        if self.settings.spec_decode and seq.verify_steps:
+            meta["accept_len"] = (seq.generated - 1) / seq.verify_steps
+        seq.future.set_result(
+            GenResult(
+                request_id=seq.request.request_id,
+                text=text,
+                token_ids=token_ids,
+                logprobs=logprobs if seq.request.logprobs else [],
+                finish_reason=reason,
+                stop_matched=stop_matched,
+                prompt_tokens=len(seq.prompt_ids),
+                cached_tokens=seq.cached,
+                completion_tokens=len(token_ids),
+                enqueue_time=seq.enqueue_time,
+                start_time=seq.start_time or now,
+                end_time=now,
+                meta=meta,
+            )
+        )
+
+    def _error(self, seq: _Seq, message: str) -> GenResult:
+        now = self.clock()
+        return GenResult(
+            request_id=seq.request.request_id,
+            finish_reason=FinishReason.ERROR,
+            prompt_tokens=len(seq.prompt_ids),
+            enqueue_time=now,
+            start_time=now,
+            end_time=now,
+            error=message,
+        )
+
+    def _remember(self, words: Sequence[str], ids: Sequence[int]) -> None:
+        """Keep token id -> word for the words seen, so input_ids requests can be read back."""
+        if len(self._words) < 1_000_000:
+            for word, tid in zip(words, ids, strict=False):
+                self._words.setdefault(tid, word)

@@ -1,0 +1,132 @@
+"""The simulated engine's timing model: how long one continuous-batching iteration takes.
+
+One iteration runs the prefill chunks and the decode (or speculative verify) tokens of the
+running sequences through the model once:
+
+    FLOPs = 2 * params_active * tokens + 4 * n_layers * hidden * (context of each token)
+    bytes = params_total * bytes_per_param + kv_bytes_per_token * (KV tokens read)
+    t     = max(FLOPs / (peak * eff), bytes / (bandwidth * eff)) + overhead
+
+(the same roofline as allocator/roofline.py, so the knee where compute time catches up
+with memory time is that module's knee). A mixture-of-experts model costs its active
+parameters in FLOPs and all of them in bytes. With speculative decoding (EAGLE/MTP) each
+decoding sequence runs `verify_tokens` tokens through the target and the draft model adds
+`draft_steps` passes, each `draft_cost` times a plain decode pass of the same batch.
+Tensor parallelism is `gpu.times(tp)` (peak, bandwidth and memory multiply; no
+communication cost). Pure functions, no asyncio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from spex_ray.allocator.roofline import knee_concurrency
+from spex_ray.engines.specs import GPUSpec, ModelSpec
+
+
+@dataclass(frozen=True)
+class IterationWork:
+    """The work of one iteration.
+
+    prefill_tokens: prompt tokens computed; prefill_attention: the sum over them of their
+    positions (context each attends to); prefill_kv: cached KV tokens the prefill chunks
+    read. decode_seqs: sequences decoding; decode_context: the sum of their context
+    lengths; verify_tokens: tokens each decoding sequence runs (1 without speculation).
+    """
+
+    prefill_tokens: int = 0
+    prefill_attention: float = 0.0
+    prefill_kv: int = 0
+    decode_seqs: int = 0
+    decode_context: int = 0
+    verify_tokens: int = 1
+
+    @property
+    def empty(self) -> bool:
+        return self.prefill_tokens == 0 and self.decode_seqs == 0
+
+
+class TimingModel:
+    """Roofline iteration times for one engine (a GPU, or `tp` of them, serving a model)."""
+
+    def __init__(
+        self,
+        gpu: GPUSpec,
+        model: ModelSpec,
+        *,
+        tp: int = 1,
+        efficiency: float = 0.0,
+        overhead_s: float = 0.004,
+        kv_fraction: float = 0.85,
+        draft_steps: int = 0,
+        draft_cost: float = 0.0,
+    ) -> None:
+        if overhead_s < 0 or draft_steps < 0 or draft_cost < 0:
+            raise ValueError("overhead_s, draft_steps and draft_cost must be >= 0")
+        if not 0 < kv_fraction <= 1:
+            raise ValueError("kv_fraction must be in (0, 1]")
+        gpu = gpu.times(tp)
+        self.gpu = replace(gpu, efficiency=efficiency) if efficiency else gpu
+        self.model = model
+        self.overhead_s = overhead_s
+        self.kv_fraction = kv_fraction
+        self.draft_steps = draft_steps
+        self.draft_cost = draft_cost
+        free = self.gpu.memory_bytes - model.weight_bytes
+        if free <= 0:
+            raise ValueError(
+                f"{model.name} weights ({model.weight_bytes / 1e9:.1f} GB) do not fit in "
+                f"{self.gpu.name} memory ({self.gpu.memory_bytes / 1e9:.0f} GB); raise the tensor-parallel degree"
+            )
+        self.kv_capacity_tokens = int(free * kv_fraction / model.kv_bytes_per_token)
+
+    # -- the roofline ------------------------------------------------------------------------
+
+    def flops(self, work: IterationWork) -> float:
+        m = self.model
+        tokens = work.prefill_tokens + work.decode_seqs * work.verify_tokens
+        attention = work.prefill_attention + work.decode_context * work.verify_tokens
+        return 2 * m.params_active * tokens + 4 * m.n_layers * m.hidden * attention
+
+    def bytes(self, work: IterationWork) -> float:
+        kv_tokens = work.prefill_kv + work.decode_context
+        return self.model.weight_bytes + kv_tokens * self.model.kv_bytes_per_token
+
+    def compute_time(self, work: IterationWork) -> float:
+        return self.flops(work) / (self.gpu.peak_flops * self.gpu.efficiency)
+
+    def memory_time(self, work: IterationWork) -> float:
+        return self.bytes(work) / (self.gpu.mem_bandwidth * self.gpu.efficiency)
+
+    def roofline_time(self, work: IterationWork) -> float:
+        """max(compute, memory) of one pass, without the fixed overhead."""
+        return max(self.compute_time(work), self.memory_time(work))
+
+    def draft_time(self, work: IterationWork) -> float:
+        """The draft model's passes for the decoding sequences (speculative decoding only)."""
+        if not work.decode_seqs or not self.draft_steps or not self.draft_cost:
+            return 0.0
+        plain = IterationWork(decode_seqs=work.decode_seqs, decode_context=work.decode_context)
+        return self.draft_steps * self.draft_cost * self.roofline_time(plain)
+
+    def iteration_time(self, work: IterationWork) -> float:
+        """Seconds of one iteration: roofline of the target pass + draft passes + overhead."""
+        if work.empty:
+            return 0.0
+        return self.roofline_time(work) + self.draft_time(work) + self.overhead_s
+
+    def decode_step_time(self, batch: int, context_tokens: int = 1024, verify_tokens: int = 1) -> float:
+        """One decode iteration of `batch` sequences with `context_tokens` each (overhead included)."""
+        work = IterationWork(
+            decode_seqs=batch, decode_context=batch * context_tokens, verify_tokens=verify_tokens
+        )
+        return self.iteration_time(work)
+
+    def prefill_time(self, tokens: int, cached: int = 0) -> float:
+        """One iteration prefilling `tokens` prompt tokens after `cached` cached ones."""
+        attention = (2 * cached + tokens - 1) * tokens / 2
+        return self.iteration_time(IterationWork(tokens, attention, cached + tokens))
+
+    def knee(self, context_tokens: int = 1024) -> int:
+        """The roofline knee (allocator/roofline.py) of this GPU and model."""
+        return knee_concurrency(self.gpu, self.model, context_tokens)
