@@ -48,14 +48,28 @@ def ray_head(tmp_path):
     env.pop("RAY_ADDRESS", None)
     dashboard = free_port()
     temp_dir = Path("/tmp") / f"spex_ray_job_{os.getpid()}"  # short: unix socket paths are limited
+    # Every port of its own: the suite's session Ray (same machine) holds the default ones.
+    ports = {
+        name: free_port()
+        for name in (
+            "port",
+            "node-manager-port",
+            "object-manager-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "metrics-export-port",
+            "runtime-env-agent-port",
+            "ray-client-server-port",
+        )
+    }
     cmd = [
-        str(BIN / "ray"), "start", "--head", "--block", f"--port={free_port()}",
+        str(BIN / "ray"), "start", "--head", "--block", *(f"--{name}={port}" for name, port in ports.items()),
         f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", "--num-cpus=2",
         f"--temp-dir={temp_dir}", "--include-dashboard=true",
+        "--min-worker-port=20000", "--max-worker-port=20999",
     ]  # fmt: skip
-    head = subprocess.Popen(
-        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    log = open(tmp_path / "ray_head.log", "w")  # noqa: SIM115 - closed with the head
+    head = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{dashboard}"
     try:
         wait_for_dashboard(url, head)
@@ -66,6 +80,7 @@ def ray_head(tmp_path):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

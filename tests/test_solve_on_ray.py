@@ -23,12 +23,20 @@ TINY = [
 ]
 
 
+# Used only where the GSM8K file is not on the machine: two problems in GSM8K's format.
+GSM8K_STYLE = [
+    {"question": "Tom has 3 boxes with 4 apples each. He eats 2 apples. How many apples are left?",
+     "answer": "3 * 4 = 12 apples. 12 - 2 = 10.\n#### 10"},
+    {"question": "A book costs $7. How much do 6 books cost in dollars?", "answer": "6 * 7 = 42\n#### 42"},
+]  # fmt: skip
+
+
 def gsm8k_rows(tmp_path, n: int = 2) -> str:
-    """The first n GSM8K rows plus one malformed row, as a jsonl dataset."""
+    """The first n GSM8K rows (GSM8K-style ones without the file) plus one malformed row."""
     try:
         rows = [json.loads(line) for line in resolve_dataset("gsm8k").read_text().splitlines()[:n]]
     except FileNotFoundError:
-        pytest.skip("GSM8K not found (set SPEX_RAY_DATA)")
+        rows = GSM8K_STYLE[:n]
     rows.append({"question": None, "answer": "#### 3"})
     path = tmp_path / "gsm8k_small.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))

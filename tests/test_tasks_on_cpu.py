@@ -297,7 +297,7 @@ def test_resolve_named_dataset_missing_lists_places(tmp_path: Path, monkeypatch:
 
 @pytest.mark.skipif(not REAL_GSM8K.is_file(), reason="shared GSM8K data not present")
 def test_real_gsm8k_first_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SPEX_RAY_DATA", raising=False)
+    monkeypatch.setenv("SPEX_RAY_DATA", str(REAL_GSM8K.parent))
     problems = load_problems("gsm8k", limit=3)
     assert len(problems) == 3
     assert all(p.ok for p in problems)
