@@ -199,3 +199,13 @@ def test_knee_from_measurements():
     noisy = knee_from_measurements([1, 1, 1, 8, 16, 32], [1.0, 5.0, 1.02, 1.05, 1.5, 1.08])
     assert noisy.knee == 8  # median of the batch-1 repeats; stops at the first slow point
     assert knee_from_measurements([1, 2], [1.0, 1.0], tolerance=0.0).knee == 2
+
+
+def test_stale_leases_expire():
+    book = BudgetBook(default_knee=8)
+    book.update(d("alive", 8), now=100.0)
+    book.update(d("dead", 8), now=10.0)
+    assert book.grant("dead") > 0
+    assert book.expire(now=100.0, ttl=60.0) == ["dead"]
+    assert book.grant("dead") == 0 and book.grant("alive") == 8
+    assert book.expire(now=100.0, ttl=60.0) == []

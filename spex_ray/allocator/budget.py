@@ -8,6 +8,7 @@ one at a time on the actor's event loop and each sees a consistent book.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -53,9 +54,13 @@ class _LatencyStats:
 class BudgetAllocator:
     """Speculative slots per engine (knee - MAIN in flight), shared among queries."""
 
-    def __init__(self, mode: Mode = "utility", tau: float = 1.0, default_knee: int = 8) -> None:
+    def __init__(
+        self, mode: Mode = "utility", tau: float = 1.0, default_knee: int = 8, lease_ttl_s: float = 60.0
+    ) -> None:
         self._book = BudgetBook(mode, tau, default_knee)
         self._latency = _LatencyStats()
+        self.lease_ttl_s = lease_ttl_s
+        self._reaper: asyncio.Task | None = None
 
     async def config(self) -> dict[str, Any]:
         """The policy in force: mode, tau, default_knee."""
@@ -77,14 +82,31 @@ class BudgetAllocator:
 
     async def update(self, demand: Demand) -> Grant:
         """Record a query's demand; return its grant and the book version."""
+        self._start_reaper()
         start = time.perf_counter()
-        slots = self._book.update(demand)
+        slots = self._book.update(demand, time.monotonic())
         self._latency.add((time.perf_counter() - start) * 1e6)
         return Grant(slots, self._book.version)
 
     async def release(self, query_id: str) -> None:
         """The query is done; its slots go back to its engine."""
         self._book.release(query_id)
+
+    async def expire_now(self) -> list[str]:
+        """Release every lease older than the TTL now (the reaper does this periodically)."""
+        return self._book.expire(time.monotonic(), self.lease_ttl_s)
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+
+    async def _reap(self) -> None:
+        """A query whose process died never releases its slots: expire leases not refreshed in time."""
+        while True:
+            await asyncio.sleep(self.lease_ttl_s / 4)
+            stale = self._book.expire(time.monotonic(), self.lease_ttl_s)
+            if stale:
+                log.warning("expired %d stale speculative leases: %s", len(stale), stale[:5])
 
     async def snapshot(self) -> dict[str, Any]:
         """Grants, per-engine budgets, demands, and update() latency stats (microseconds)."""

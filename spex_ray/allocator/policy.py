@@ -169,6 +169,7 @@ class BudgetBook:
         self._demands: dict[str, Demand] = {}
         self._grants: dict[str, int] = {}
         self._by_engine: dict[str, dict[str, Demand]] = {}
+        self._seen: dict[str, float] = {}  # query -> time of its last update
         self.version = 0
 
     def configure(self, mode: Mode, tau: float, default_knee: int) -> None:
@@ -193,8 +194,9 @@ class BudgetBook:
         self._main[engine_id] = int(main_in_flight)
         self._recompute(engine_id)
 
-    def update(self, demand: Demand) -> int:
-        """Record a query's demand, re-share its engine, return the query's grant."""
+    def update(self, demand: Demand, now: float = 0.0) -> int:
+        """Record a query's demand (at time `now`), re-share its engine, return the query's grant."""
+        self._seen[demand.query_id] = now
         old = self._demands.get(demand.query_id)
         if old == demand:  # a plain refresh: nothing changed, no re-share
             return self._grants[demand.query_id]
@@ -213,6 +215,13 @@ class BudgetBook:
             return
         self._remove(old)
         self._recompute(old.engine_id)
+
+    def expire(self, now: float, ttl: float) -> list[str]:
+        """Release queries not heard from for `ttl` seconds (their process died); returns them."""
+        stale = [q for q, seen in self._seen.items() if now - seen > ttl and q in self._demands]
+        for query_id in stale:
+            self.release(query_id)
+        return stale
 
     def recompute_all(self) -> None:
         """Re-share every engine (after configure())."""
@@ -256,6 +265,7 @@ class BudgetBook:
 
     def _remove(self, demand: Demand) -> None:
         del self._demands[demand.query_id]
+        self._seen.pop(demand.query_id, None)
         self._grants.pop(demand.query_id, None)
         on_engine = self._by_engine.get(demand.engine_id, {})
         on_engine.pop(demand.query_id, None)

@@ -126,15 +126,16 @@ class Speculation:
             return
         proposals = self.policy.propose(self.search, self.gate)
         free = self.budget.granted() - self.in_flight
-        eligible = 0
+        eligible = hot = 0
         for parent, k in proposals:
             if parent.child_id(k) in self.live or self._known_real(parent, k):
                 continue
             eligible += 1
+            hot += self._is_hot(parent)
             if free > 0:
                 self._issue(parent, k)
                 free -= 1
-        self.budget.report(eligible + self.in_flight, self.usefulness, 0.0)
+        self.budget.report(eligible + self.in_flight, self.usefulness, hot / eligible if eligible else 0.0)
 
     async def finish(self) -> None:
         """The search is over: abort everything still live and wait for the aborts."""
@@ -180,6 +181,11 @@ class Speculation:
         ]
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _is_hot(self, parent: Node) -> bool:
+        """Whether the parent's KV is fresh in the engine's prefix cache (S_kv): it was just
+        generated, at this barrier or speculatively, so its children skip that prefill."""
+        return parent in self.search.layer_done or self.search.tree.nodes.get(parent.id) is not parent
 
     def _known_real(self, parent: Node, k: int) -> bool:
         return parent.child_id(k) in self.search.tree.nodes or parent.child_id(k) in self.search.in_flight
