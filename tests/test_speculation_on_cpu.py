@@ -83,8 +83,10 @@ def test_speculation_stays_within_its_slots():
         query = search(config, 3, engine, budget)
         spec = query.speculation
         assert spec.max_in_flight <= slots
-        if slots == 0:
+        if slots == 0:  # no slots at all: the primary search runs exactly as the baseline
             assert query.outcome.spec_requests == 0
+            base = search(REBASE, 3, FakeEngine(answer_rate=0.2, latency=0.005))
+            assert fingerprint(query) == fingerprint(base)
         assert budget.reports, "demand was reported"
 
 
