@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from spex_ray.config import Config
-from spex_ray.engines.base import GenRequest, GenResult
 from spex_ray.rewards.base import Reward
 from spex_ray.tasks import Problem, build_messages, is_correct
 from spex_ray.tree.budget import SpecBudget
@@ -113,4 +112,4 @@ def _failed(solution: Solution, message: str, detail: str = "") -> Solution:
     return solution
 
 
-__all__ = ["ChatEngineClient", "GenRequest", "GenResult", "Solution", "query_seed", "solve_problem"]
+__all__ = ["ChatEngineClient", "Solution", "query_seed", "solve_problem"]

@@ -120,7 +120,7 @@ class QuerySearch:
         self.in_flight |= ids
         claimed = [self._claim(node, k) for node, k in jobs]
         if self.speculation is not None:
-            self.speculation.policy.barrier(self.speculation, ids)
+            self.speculation.barrier(ids)
         children = await asyncio.gather(
             *(self._child(n, k, e) for (n, k), e in zip(jobs, claimed, strict=True))
         )

@@ -93,7 +93,7 @@ class Speculation:
     def claim(self, parent: Node, k: int) -> SpecEntry | None:
         """The speculative child (parent, k), promoted to primary, or None."""
         entry = self.live.get(parent.child_id(k))
-        if entry is None or entry.parent is not parent and entry.parent.id != parent.id:
+        if entry is None:
             return None
         del self.live[entry.child_id]
         entry.promoted_pending = entry.state == PENDING
@@ -106,6 +106,10 @@ class Speculation:
         if entry.task is not None:
             await asyncio.shield(entry.task)
         return entry.node
+
+    def barrier(self, requested: set[str]) -> None:
+        """The real search asked for `requested`: let the policy drop what became useless."""
+        self.policy.barrier(self, requested)
 
     def drop_unrequested(self, requested: set[str], only_expanded: bool) -> None:
         """At a barrier: abort live children of real nodes that the search did not ask for.
@@ -219,9 +223,8 @@ class Speculation:
         if entry.state in (PENDING, DONE):
             entry.state = ABORTED if entry.state == PENDING else DONE
             self._learn(False)
-        prefix = entry.child_id + "."
-        for other in list(self.live.values()):
-            if other.parent.id.startswith(prefix) or other.parent.id == entry.child_id:
+        for other in list(self.live.values()):  # its speculative children; recursion takes the rest
+            if other.parent.id == entry.child_id:
                 self._drop(other)
 
     def _learn(self, useful: bool) -> None:
