@@ -132,7 +132,7 @@ class SpexConfig:
     speculate: bool = False  # intra-query speculative path selection
     allocator: str = "off"  # cluster-wide speculative slots: utility | fifo | off (static per query)
     early_stop: bool = False  # adaptive early termination
-    lookahead: int = 1  # layers (BFS) / predicted selections (MCTS) speculated ahead
+    lookahead: int = 1  # layers (BFS) / descent depth and predicted selections (MCTS) speculated ahead
     tau: float = 1.0  # allocator softmax temperature over query utilities
     alpha: float = 1.0  # early termination margin scale
     stop_confidence: float = 0.5  # early termination: median path reward of the leading answer

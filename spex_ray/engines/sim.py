@@ -18,7 +18,10 @@ wall_start, wall_end). After each iteration the loop sleeps iteration_time * tim
 wall time, so real trees and actors can run against it; with time_scale 0 it only yields
 to the event loop, modeled time advances by the iterations alone (idle gaps are free) and
 runs are reproducible. With time_scale > 0 the modeled clock also advances through idle
-periods (by wall gap / time_scale), so it stays in step with the wall clock.
+periods (by wall gap / time_scale), so it stays in step with the wall clock. "Wall" is
+the running loop's time(): on a VirtualTimeLoop (sim_loop.py) it is modeled too, and a
+whole cluster of engines with their searches runs in one process as a discrete-event
+simulation (spex_ray.simulate).
 
 Abort frees the slot at once: a queued request resolves immediately with finish "abort";
 a running one resolves immediately with the tokens of the iterations already done (the
@@ -168,6 +171,12 @@ def load_workload(source: WorkloadParams | Mapping[str, Any] | str | Path | None
     return WorkloadParams.from_dict(yaml.safe_load(text))
 
 
+def _loop_time() -> float:
+    """The running event loop's clock: time.monotonic() on a normal loop, modeled time on a
+    VirtualTimeLoop (sim_loop.py), where pacing then costs no wall time."""
+    return asyncio.get_running_loop().time()
+
+
 class SimClock:
     """Modeled time: `now()` = epoch + modeled seconds elapsed. Advanced by one engine only."""
 
@@ -270,6 +279,8 @@ class SimEngine:
         self._wall_origin = 0.0
         self._start_elapsed = 0.0
         self.iterations = 0
+        self.busy_s = 0.0  # modeled seconds spent in iterations
+        self.generated_total = 0  # output tokens of every request, finished or not
 
     # ------------------------------------------------------------------ the Engine protocol
 
@@ -278,7 +289,7 @@ class SimEngine:
         if self._task is not None and not self._task.done():
             return
         self._wake = asyncio.Event()
-        self._wall_origin = time.monotonic() - self._clock.elapsed * self.settings.time_scale
+        self._wall_origin = _loop_time() - self._clock.elapsed * self.settings.time_scale
         self._start_elapsed = self._clock.elapsed
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -404,7 +415,9 @@ class SimEngine:
             seconds = self.timing.iteration_time(plan[0])
             self._clock.advance(seconds)
             self.iterations += 1
+            self.busy_s += seconds
             tokens = sum(n for _, _, n in plan[1])
+            self.generated_total += tokens
             self._meter.record(self.clock(), seconds, len(self._running), tokens)
             await self._pace()
             self._apply(plan[1])
@@ -413,13 +426,13 @@ class SimEngine:
         """With time_scale > 0, let modeled time follow the wall clock through idle periods."""
         scale = self.settings.time_scale
         if scale > 0 and self._task is not None and not self._running:
-            wall_elapsed = (time.monotonic() - self._wall_origin) / scale
+            wall_elapsed = (_loop_time() - self._wall_origin) / scale
             self._clock.advance(wall_elapsed - self._clock.elapsed)
 
     async def _pace(self) -> None:
         """Sleep until the wall clock reaches the modeled time (only yield at time_scale 0)."""
         scale = self.settings.time_scale
-        delay = self._wall_origin + self._clock.elapsed * scale - time.monotonic() if scale > 0 else 0.0
+        delay = self._wall_origin + self._clock.elapsed * scale - _loop_time() if scale > 0 else 0.0
         await asyncio.sleep(max(0.0, delay))
 
     def _admit(self) -> None:

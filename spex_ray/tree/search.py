@@ -163,10 +163,17 @@ class QuerySearch:
         reward = await self.reward.score(context)
         return self._make_child(parent, k, result, reward)
 
-    def trace_row(self, request: GenRequest, result: GenResult, node_id: str, outcome: str) -> dict[str, Any]:
+    def trace_row(
+        self, request: GenRequest, result: GenResult, node_id: str, outcome: str, child: Node | None = None
+    ) -> dict[str, Any]:
+        """One request of the trace; `child` (the scored node, if any) adds its depth and whether
+        it ended a path (terminal) with an answer (answered), which workload calibration reads."""
         return {
             "query": self.query_id,
             "node": node_id,
+            "depth": node_id.count("."),
+            "terminal": child.terminal if child is not None else None,
+            "answered": child.answer is not None if child is not None else None,
             "request_id": request.request_id,
             "kind": request.tags.get("kind", "main"),
             "outcome": outcome,
@@ -199,10 +206,11 @@ class QuerySearch:
             request = self.request(parent, k)
             result = await self.engine.generate(request)
             self.tokens_main += result.completion_tokens
-            self.trace.append(self.trace_row(request, result, parent.child_id(k), "used"))
             if result.finish_reason == FinishReason.ERROR:
+                self.trace.append(self.trace_row(request, result, parent.child_id(k), "used"))
                 raise SearchError(f"engine failed the request for node {parent.child_id(k)}: {result.error}")
             child = await self.score_child(parent, k, result)
+            self.trace.append(self.trace_row(request, result, parent.child_id(k), "used", child))
         self.layer_done.append(child)
         if self.speculation is not None:
             self.speculation.fill()

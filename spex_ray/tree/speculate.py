@@ -11,10 +11,11 @@ Which children to speculate is the algorithm's business: a `SpeculationPolicy` p
 search family proposes (parent, k) pairs in order of preference:
   * BFS (REBASE): the algorithm's own width rule over the part of the frontier already
     scored, up to `lookahead` layers ahead;
-  * DFS (MCTS): the continuation of the current rollout (the best child scored so far)
-    and the next selections, predicted by replaying UCT with virtual visits.
-A usefulness EMA (fraction of speculative children the real search kept) scales the
-speculative width down when speculation is mostly wasted.
+  * DFS (MCTS): the predicted descent of the current rollout (the best child scored so
+    far, then its best scored speculative child, `lookahead` deep, then the runners-up)
+    and of the next `lookahead` selections, predicted by replaying UCT with virtual visits.
+A usefulness EMA (fraction of speculative children the real search kept) narrows the
+speculative width when speculation is mostly wasted and slots are contended.
 """
 
 from __future__ import annotations
@@ -125,21 +126,24 @@ class Speculation:
                 self._drop(entry)
 
     def fill(self) -> None:
-        """Issue proposed children while the query holds free speculative slots."""
+        """Issue proposed children while the query holds free speculative slots.
+
+        The usefulness gate narrows the proposals only when they outnumber the free slots:
+        speculation that fits in capacity nobody else wants costs nothing, so it is never
+        held back; under contention the narrower, likelier proposals go first.
+        """
         if self.closed:
             return
-        proposals = self.policy.propose(self.search, self.gate)
         free = self.budget.granted() - self.in_flight
-        eligible = hot = 0
-        for parent, k in proposals:
-            if parent.child_id(k) in self.live or self._known_real(parent, k):
-                continue
-            eligible += 1
-            hot += self._is_hot(parent)
-            if free > 0:
-                self._issue(parent, k)
-                free -= 1
-        self.budget.report(eligible + self.in_flight, self.usefulness, hot / eligible if eligible else 0.0)
+        wanted = self._new(self.policy.propose(self.search, 1.0))
+        hot = sum(1 for parent, _ in wanted if self._is_hot(parent)) / len(wanted) if wanted else 0.0
+        proposals = wanted
+        if len(wanted) > free and self.gate < 1.0:
+            proposals = self._new(self.policy.propose(self.search, self.gate))
+        for parent, k in proposals[: max(0, free)]:
+            self._issue(parent, k)
+        # the demand is the ungated want: the allocator weighs it by the hit rate itself
+        self.budget.report(len(wanted) + self.in_flight, self.usefulness, hot)
 
     async def finish(self) -> None:
         """The search is over: abort everything still live and wait for the aborts."""
@@ -179,7 +183,7 @@ class Speculation:
     def trace_rows(self) -> list[dict]:
         outcome = {PROMOTED: "promoted", DONE: "wasted", ABORTED: "aborted", PENDING: "aborted"}
         return [
-            self.search.trace_row(e.request, e.result, e.child_id, outcome[e.state])
+            self.search.trace_row(e.request, e.result, e.child_id, outcome[e.state], e.node)
             for e in self.history
             if e.result is not None
         ]
@@ -190,6 +194,10 @@ class Speculation:
         """Whether the parent's KV is fresh in the engine's prefix cache (S_kv): it was just
         generated, at this barrier or speculatively, so its children skip that prefill."""
         return parent in self.search.layer_done or self.search.tree.nodes.get(parent.id) is not parent
+
+    def _new(self, proposals: list[tuple[Node, int]]) -> list[tuple[Node, int]]:
+        """The proposals not already live or requested for real."""
+        return [(p, k) for p, k in proposals if p.child_id(k) not in self.live and not self._known_real(p, k)]
 
     def _known_real(self, parent: Node, k: int) -> bool:
         return parent.child_id(k) in self.search.tree.nodes or parent.child_id(k) in self.search.in_flight
@@ -264,8 +272,8 @@ class RebasePolicy:
 
 
 class MCTSPolicy:
-    """DFS: the current rollout's best child so far, then the next selections predicted by
-    replaying UCT on the tree with virtual visits (each prediction adds one)."""
+    """DFS: the current rollout's predicted descent, then that of the next selections,
+    predicted by replaying UCT on the tree with virtual visits (each prediction adds one)."""
 
     def __init__(self, algorithm, lookahead: int) -> None:
         self.algorithm = algorithm
@@ -273,24 +281,26 @@ class MCTSPolicy:
 
     def propose(self, search: QuerySearch, scale: float) -> list[tuple[Node, int]]:
         width = scaled(self.algorithm.expand_width, scale)
-        wanted = [(node, k) for node in self._continuation(search) for k in range(width)]
-        for node in self._next_selections(search):
-            wanted += [(node, k) for k in range(width)]
-        return wanted
+        chains = [self._descent(search, [n for n in search.layer_done if not n.terminal])]
+        chains += [self._descent(search, [node]) for node in self._next_selections(search)]
+        return [(node, k) for chain in chains for node in chain for k in range(width)]
 
     def barrier(self, speculation: Speculation, requested: set[str]) -> None:
         speculation.drop_unrequested(requested, only_expanded=True)
 
-    def _continuation(self, search: QuerySearch) -> list[Node]:
-        """The chain of best-scored children below the expansion in flight."""
+    def _descent(self, search: QuerySearch, scored: list[Node]) -> list[Node]:
+        """The rollout the search is predicted to take from `scored` (the first candidates):
+        the best-rewarded one, then the best of its scored speculative children, and so on,
+        `lookahead` nodes deep (a rollout descends to an unvisited child by reward)."""
         chain: list[Node] = []
-        scored = [n for n in search.layer_done if not n.terminal]
+        runners_up: list[Node] = []  # the siblings not taken: the prediction if the best is beaten
         while scored and len(chain) < self.lookahead:
-            best = max(scored, key=lambda n: n.reward)
-            chain.append(best)
+            ranked = sorted(scored, key=lambda n: -n.reward)
+            chain.append(ranked[0])
+            runners_up += ranked[1:]
             k_range = range(self.algorithm.expand_width)
-            scored = [c for k in k_range for c in _scored_child(search, best, k) if not c.terminal]
-        return chain
+            scored = [c for k in k_range for c in _scored_child(search, ranked[0], k) if not c.terminal]
+        return chain + runners_up
 
     def _next_selections(self, search: QuerySearch) -> list[Node]:
         virtual: dict[str, int] = {}
