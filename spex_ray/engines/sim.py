@@ -374,9 +374,13 @@ class SimEngine:
         return self._clock.now()
 
     def knee(self) -> int:
-        """The roofline knee concurrency of this GPU and model, at most max_batch_size."""
+        """The roofline knee concurrency of this GPU and model, at most max_batch_size.
+
+        With token-level speculative decoding every sequence runs draft_steps + 1 tokens
+        through the model per iteration, so the engine turns compute-bound that many times
+        sooner (in sequences)."""
         try:
-            knee = self.timing.knee()
+            knee = self.timing.knee() // (self.settings.draft_steps + 1)
         except ValueError:
             knee = self.settings.max_batch_size
         return max(1, min(knee, self.settings.max_batch_size))

@@ -22,8 +22,9 @@ The model of a reasoning path:
 Tokens are words: one token per whitespace-separated word (a hash of the word), so prompts
 that share a text prefix share a token prefix and the prefix cache behaves like a real one.
 
-The defaults of `WorkloadParams` are plausible guesses; they are meant to be calibrated from
-the trace.parquet of real CPU/GPU runs (step lengths, answer depths, accuracy by depth).
+The step-length defaults of `WorkloadParams` are fitted to the traces of real runs
+(benchmarks/calibrate_workload.py, numbers in BENCHMARKS.md); the rest are plausible
+guesses, to be fitted the same way from the traces of a real GPU policy.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ _PROBLEM_WORDS = tuple(_PROBLEM_TEXT.split())
 
 @dataclass(frozen=True)
 class WorkloadParams:
-    """Knobs of the synthetic workload (defaults: guesses, to be calibrated from trace.parquet).
+    """Knobs of the synthetic workload (step lengths fitted to real traces, the rest guesses).
 
     step_tokens_*: completion tokens of a step (the delimiter token included), lognormal with
     this mean and log-sd `step_tokens_sigma` (0 = every step exactly the mean), clipped to
@@ -81,8 +82,8 @@ class WorkloadParams:
     clipped to <= 0. gold_max: gold answers are integers in [2, gold_max].
     """
 
-    step_tokens_mean: float = 60.0
-    step_tokens_sigma: float = 0.5
+    step_tokens_mean: float = 45.8  # calibrated from CPU-engine traces (configs/sim_workload.yaml)
+    step_tokens_sigma: float = 0.86
     step_tokens_min: int = 8
     step_tokens_max: int = 400
     root_z_min: float = 0.2
