@@ -1,7 +1,7 @@
 """Fit the simulated workload to the trace.parquet of real runs and write it as YAML.
 
     .venv/bin/python benchmarks/calibrate_workload.py runs/bench/*/trace.parquet \
-        --out configs/sim_workload.yaml
+        --out configs/workloads/smollm2_gsm8k.yaml
 
 Prints the fitted step-length distribution and answer-depth hazard (see
 spex_ray/engines/sim_calibrate.py); the YAML is what `policy.sim_workload` reads.

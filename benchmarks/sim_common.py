@@ -70,11 +70,13 @@ def problems_for(concurrency: int, minimum: int = 8, per_slot: int = 2) -> list[
     return sim_problems(max(minimum, per_slot * concurrency))
 
 
-def roofline_tokens_per_s(config: Config) -> float:
-    """Decode tokens/s of the engine at its knee concurrency: the roofline's best."""
+def roofline_tokens_per_s(config: Config, context_tokens: float = 1024) -> float:
+    """Decode tokens/s of the engine at its knee for sequences of `context_tokens`: the
+    rate where decoding stops being memory-bound (or KV memory runs out), the roofline's best."""
     timing = TimingModel(gpu_spec(config.policy.gpu), model_spec(config.policy.model), tp=config.policy.tp)
-    knee = max(1, timing.knee())
-    return knee / timing.decode_step_time(knee)
+    context = max(1, round(context_tokens))
+    knee = max(1, timing.knee(context))
+    return knee / timing.decode_step_time(knee, context)
 
 
 def measure(run: SimRun, baseline: SimRun | None, config: Config, **labels: Any) -> dict[str, Any]:
@@ -96,7 +98,9 @@ def measure(run: SimRun, baseline: SimRun | None, config: Config, **labels: Any)
         "makespan_s": run.makespan_s,
         "mean_latency_s": sum(run.latencies_s.values()) / max(1, len(run.latencies_s)),
         "decode_tokens_per_s": decode_rate,
-        "occupancy": decode_rate / (roofline_tokens_per_s(config) * len(run.engine_busy_s)),
+        "mean_context": run.mean_decode_context,
+        "occupancy": decode_rate
+        / (roofline_tokens_per_s(config, run.mean_decode_context) * len(run.engine_busy_s)),
     }
 
 

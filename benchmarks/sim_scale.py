@@ -31,7 +31,7 @@ TARGET = "H100 + Llama-3-8B"
 def scale(args: argparse.Namespace, command: str) -> None:
     per_gpu = args.concurrency[0]
     rows: list[dict[str, Any]] = []
-    ray.init(num_cpus=2, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, log_to_driver=False)
     for search in args.searches:
         for gpus in args.gpus:
             problems = problems_for(per_gpu * gpus, per_slot=1)

@@ -18,6 +18,8 @@ from typing import Any
 import ray
 
 from spex_ray.actors.engine import EngineActor
+from spex_ray.actors.pool import actor_options, policy_resources, remove_groups
+from spex_ray.actors.reward import start_reward_actors
 from spex_ray.actors.tree import TreeActor
 from spex_ray.config import Config
 from spex_ray.io import CONFIG_FILE, RunWriter
@@ -123,25 +125,31 @@ def _ensure_ray(address: str) -> None:
 
 def _run_batch(todo: list[Problem], config: Config, writer: RunWriter, already_done: int) -> list[dict]:
     progress = Progress(already_done + len(todo), config.run.progress, already_done)
-    engines = _start_engines(config)
+    engines, groups = _start_engines(config)
+    # reward actors after the policy engines: SGLang sizes its KV cache from the free memory
+    rewards, reward_groups = start_reward_actors(config.reward)
     allocator = _start_allocator(config, engines)
-    trees = [TreeActor.remote(config, engines, allocator) for _ in range(config.run.tree_actors)]
+    trees = [TreeActor.remote(config, engines, allocator, rewards) for _ in range(config.run.tree_actors)]
     try:
         _stream(todo, trees, config.run.concurrency, writer, progress)
         return [_engine_stats(load) for load in ray.get([e.load.remote() for e in engines])]
     finally:
         progress.close()
-        _shutdown(engines, trees)
+        _shutdown([*engines, *rewards], trees)
+        remove_groups([*groups, *reward_groups])
 
 
-def _start_engines(config: Config) -> list[Any]:
+def _start_engines(config: Config) -> tuple[list[Any], list[Any]]:
+    """The policy engine actors, started, and their placement groups (tensor parallel only)."""
     policy = config.policy
-    engines = [
-        EngineActor.options(num_gpus=policy.num_gpus, num_cpus=policy.num_cpus).remote(policy, f"engine-{i}")
-        for i in range(policy.num_engines)
-    ]
+    engines, groups = [], []
+    for i in range(policy.num_engines):
+        options, group = actor_options(policy_resources(policy))
+        engines.append(EngineActor.options(**options).remote(policy, f"engine-{i}"))
+        if group is not None:
+            groups.append(group)
     ray.get([engine.start.remote() for engine in engines])
-    return engines
+    return engines, groups
 
 
 def _start_allocator(config: Config, engines: list[Any]) -> Any:

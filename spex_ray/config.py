@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 class PolicyConfig:
     """The policy LLM and the engine that serves it."""
 
-    backend: str = "hf"  # engines registry name: hf (transformers, CPU/GPU) | sim (simulated GPU)
+    backend: str = "hf"  # engines registry name: hf (transformers) | sglang (GPU) | sim (simulated GPU)
     model: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct), a local path, or a hub id
     device: str = "cpu"
     dtype: str = "float32"
@@ -34,23 +34,35 @@ class PolicyConfig:
     temperature: float = 0.7
     top_p: float = 1.0
     num_engines: int = 1
-    num_gpus: float = 0.0  # per engine actor; 0 on CPU
+    num_gpus: float = 0.0  # per engine actor; 0 on CPU (sglang, or device cuda: 0 = tp GPUs)
     num_cpus: float = 1.0  # per engine actor
     cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
     knee: int = 0  # concurrency the engine decodes at no extra step cost (spex-ray calibrate); 0 = auto
     # The simulated accelerator (backend: sim); see engines/sim.py.
     gpu: str = "h100"  # a6000 | a100-80g | h100 | h200
-    tp: int = 1  # tensor parallel degree of one simulated engine
+    tp: int = 1  # tensor parallel degree of one engine (sglang, sim)
     time_scale: float = 1.0  # wall seconds per modeled second; 0 = do not sleep
     efficiency: float = 0.0  # achievable fraction of peak; 0 = the GPU spec's value
     overhead_s: float = 0.004  # fixed cost per engine iteration
     prefill_chunk: int = 2048  # prefill tokens per iteration
-    spec_decode: str = ""  # token-level speculative decoding: "" | eagle | mtp
+    spec_decode: str = (
+        ""  # token-level speculative decoding: "" | eagle | mtp (sglang: + eagle3, standalone, ngram)
+    )
     accept_len: float = 0.0  # mean accepted tokens per verify step; 0 = the method's default
     draft_cost: float = 0.1  # one draft pass as a fraction of a decode pass
-    draft_steps: int = 0  # draft tokens per verify step; 0 = 3
+    draft_steps: int = 0  # draft tokens per verify step; 0 = 3 (sim) / SGLang's default
     kv_fraction: float = 0.85  # memory left after the weights that holds KV cache
     sim_workload: str = ""  # WorkloadParams overrides: a .json/.yaml path; "" = defaults
+    # SGLang (backend: sglang); see engines/sglang.py. tp, spec_decode and draft_steps above apply.
+    mem_fraction_static: float = 0.0  # GPU memory for weights + KV cache; 0 = SGLang's choice
+    context_length: int = 0  # 0 = the model's
+    deterministic: bool = True  # honour per-request seeds (lossless SPEX); SGLang's deterministic inference
+    spec_draft_model: str = ""  # draft model of eagle / eagle3 / standalone speculative decoding
+    spec_topk: int = 0  # speculative_eagle_topk; 0 = SGLang's default
+    spec_draft_tokens: int = 0  # speculative_num_draft_tokens; 0 = SGLang's default
+    nccl_port: int = 0  # first port of the engines' NCCL port blocks; 0 = 20000
+    trust_remote_code: bool = False
+    sglang_args: dict[str, Any] = field(default_factory=dict)  # more ServerArgs, passed through as given
 
     def validate(self) -> None:
         _check(self.max_batch_size >= 1, "policy.max_batch_size", "must be >= 1")
@@ -62,7 +74,12 @@ class PolicyConfig:
         _check(self.knee >= 0, "policy.knee", "must be >= 0 (0 = auto)")
         _check(self.tp >= 1, "policy.tp", "must be >= 1")
         _check(self.time_scale >= 0, "policy.time_scale", "must be >= 0")
-        _check(self.spec_decode in ("", "eagle", "eagle3", "mtp"), "policy.spec_decode", "'' | eagle | mtp")
+        if self.backend == "sglang":
+            self._validate_sglang()
+        else:
+            _check(
+                self.spec_decode in ("", "eagle", "eagle3", "mtp"), "policy.spec_decode", "'' | eagle | mtp"
+            )
         if self.backend == "sim":
             from spex_ray.engines.specs import GPUS
 
@@ -71,6 +88,28 @@ class PolicyConfig:
         from spex_ray.engines import ENGINES
 
         _check(self.backend in ENGINES, "policy.backend", f"one of {ENGINES.names()}")
+
+    def _validate_sglang(self) -> None:
+        from spex_ray.engines.sglang_args import NEEDS_DRAFT_MODEL, SPEC_ALGORITHMS
+
+        methods = ["", *SPEC_ALGORITHMS]
+        _check(self.spec_decode in methods, "policy.spec_decode", " | ".join(repr(m) for m in methods))
+        if self.spec_decode in NEEDS_DRAFT_MODEL:
+            _check(bool(self.spec_draft_model), "policy.spec_draft_model", f"needed by {self.spec_decode}")
+        _check(
+            0 <= self.mem_fraction_static < 1, "policy.mem_fraction_static", "must be in [0, 1) (0 = auto)"
+        )
+        for key in ("context_length", "spec_topk", "spec_draft_tokens", "draft_steps"):
+            _check(getattr(self, key) >= 0, f"policy.{key}", "must be >= 0 (0 = SGLang's default)")
+        _check(self.nccl_port == 0 or 1024 <= self.nccl_port <= 65000, "policy.nccl_port", "0 or 1024..65000")
+        _check(
+            self.num_gpus in (0, self.tp) or (self.tp == 1 and 0 < self.num_gpus < 1),
+            "policy.num_gpus",
+            f"0 (= tp), tp ({self.tp}), or a fraction < 1 with tp 1 (a GPU shared with the reward)",
+        )
+        _check(
+            _is_str_dict(self.sglang_args), "policy.sglang_args", "a mapping of ServerArgs names to values"
+        )
 
 
 @dataclass
@@ -81,17 +120,57 @@ class RewardConfig:
     step_score: str = "mean_logprob"  # confidence: mean_logprob | min_logprob
     path_score: str = "min"  # a path's reward from its step rewards: min | last | mean
     noise: float = 0.1  # sim: standard deviation of the noise on the latent step quality
+    # Process reward model (kind: prm), served by reward actors; see rewards/prm.py.
+    model: str = ""  # the PRM: a hub id or a local path
+    scorer: str = "step_tag"  # step_tag (a generative PRM on SGLang) | qwen_prm | llemma_prm (transformers)
+    step_tag: str = " ки"  # step_tag: appended to every step (Math-Shepherd's tag)
+    good_token: str = "+"  # step_tag: score = P(good) / (P(good) + P(bad)) after the tag
+    bad_token: str = "-"  # "" = score is P(good) alone
+    label_token_ids: list[int] = field(
+        default_factory=list
+    )  # step_tag: [good(, bad)]; llemma_prm: [step end]
+    num_engines: int = 1  # reward actors
+    num_gpus: float = 1.0  # per reward actor; a fraction < 1 shares a GPU with the policy
+    num_cpus: float = 1.0
+    tp: int = 1  # GPUs of one reward actor (SGLang tensor parallel; transformers: device_map auto)
+    mem_fraction_static: float = 0.0  # step_tag: SGLang's static memory fraction; 0 = auto
+    dtype: str = "bfloat16"
+    device: str = "cuda"  # transformers scorers
+    max_batch_size: int = 16  # paths per forward pass (transformers) / running requests (step_tag)
+    trust_remote_code: bool = False  # qwen_prm needs it (its architecture ships with the model)
 
     def validate(self) -> None:
         from spex_ray.rewards import REWARDS
 
         _check(self.kind in REWARDS, "reward.kind", f"one of {REWARDS.names()}")
+        if self.kind == "prm":
+            self._validate_prm()
         _check(
             self.step_score in ("mean_logprob", "min_logprob"),
             "reward.step_score",
             "mean_logprob|min_logprob",
         )
         _check(self.path_score in ("min", "last", "mean"), "reward.path_score", "min|last|mean")
+
+    def _validate_prm(self) -> None:
+        from spex_ray.rewards.prm import SCORERS
+
+        _check(bool(self.model), "reward.model", "reward.kind prm needs the PRM model (a hub id or a path)")
+        _check(self.scorer in SCORERS, "reward.scorer", f"one of {SCORERS.names()}")
+        ids = self.label_token_ids
+        _check(
+            isinstance(ids, list) and len(ids) <= 2 and all(isinstance(i, int) and i >= 0 for i in ids),
+            "reward.label_token_ids",
+            "[] or [good] or [good, bad] token ids",
+        )
+        _check(bool(ids) or bool(self.good_token), "reward.good_token", "must not be empty")
+        for key in ("num_engines", "tp", "max_batch_size"):
+            _check(getattr(self, key) >= 1, f"reward.{key}", "must be >= 1")
+        _check(self.num_gpus >= 0, "reward.num_gpus", "must be >= 0")
+        _check(
+            0 <= self.mem_fraction_static < 1, "reward.mem_fraction_static", "must be in [0, 1) (0 = auto)"
+        )
+        _check(self.dtype in ("float32", "bfloat16", "float16"), "reward.dtype", "float32|bfloat16|float16")
 
 
 @dataclass
@@ -285,6 +364,10 @@ def _coerce(dotted: str, value: Any, hint: Any) -> Any:
             return str(value)
         raise ConfigError(f"{dotted}: expected a string, got {value!r}")
     return value
+
+
+def _is_str_dict(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
 
 
 def _check(ok: bool, key: str, rule: str) -> None:

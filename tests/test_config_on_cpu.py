@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,22 @@ def test_spex_switches():
 def test_ready_configs_load():
     for path in sorted((REPO / "configs").glob("*.yaml")):
         Config.load(path)
+
+
+def test_every_config_validates_without_importing_sglang():
+    """Every run config (a YAML of Config sections) loads and validates on a machine without
+    sglang (in a fresh interpreter, so no other test's imports count)."""
+    script = (
+        "import sys, pathlib\n"
+        "from spex_ray.config import Config\n"
+        "paths = sorted(pathlib.Path('configs').glob('*.yaml'))  # run configs; workloads/ holds sim workloads\n"
+        "backends = {Config.load(p).policy.backend for p in paths}\n"
+        "assert 'sglang' not in sys.modules, 'loading configs imported sglang'\n"
+        "print(len(paths), sorted(backends))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    count, _, backends = out.stdout.partition(" ")
+    assert int(count) >= 7 and "sglang" in backends

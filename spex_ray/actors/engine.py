@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from typing import Any
 
@@ -20,7 +21,7 @@ class EngineActor:
         self.name = name
         self.policy = policy
         _use_all_cpu_threads(policy)
-        self.engine = ENGINES.build(policy.backend, policy)
+        self.engine = build_engine(policy, name)
         self._reporter: asyncio.Task | None = None
 
     async def start(self) -> dict[str, Any]:
@@ -66,6 +67,14 @@ class EngineActor:
                 await allocator.report_main.remote(self.name, main)
                 last = main
             await asyncio.sleep(interval_s)
+
+
+def build_engine(policy: PolicyConfig, name: str) -> Any:
+    """The policy's engine; backends that take a `name` (sglang: its NCCL ports) get the actor's."""
+    factory = ENGINES.get(policy.backend)
+    if "name" in inspect.signature(factory).parameters:
+        return factory(policy, name=name)
+    return factory(policy)
 
 
 def _use_all_cpu_threads(policy: PolicyConfig) -> None:

@@ -1,8 +1,10 @@
 """EnginePool: routes a query's requests to one engine actor (query affinity keeps the
-query's prefix in that engine's cache), choosing the engine with the fewest live queries."""
+query's prefix in that engine's cache), choosing the engine with the fewest live queries.
+Also the placement of engine actors: their GPUs, and STRICT_PACK groups for tensor parallel."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from spex_ray.engines import GenRequest, GenResult
@@ -47,3 +49,81 @@ class ActorEngineClient:
 
     def release(self) -> None:
         self._pool.release(self.index)
+
+
+# -- placement: what an engine actor asks Ray for ------------------------------------------------
+
+PLACEMENT_TIMEOUT_S = 900.0  # waiting this long for a placement group's resources is an error
+
+
+@dataclass(frozen=True)
+class ActorResources:
+    """One engine actor's Ray resources and, for a tensor-parallel engine, the STRICT_PACK
+    placement group it is scheduled into (`bundles`; empty = no placement group)."""
+
+    num_gpus: float
+    num_cpus: float
+    bundles: tuple[dict[str, float], ...] = ()
+    strategy: str = "STRICT_PACK"
+
+
+def engine_resources(num_gpus: float, num_cpus: float, tp: int, needs_gpus: bool) -> ActorResources:
+    """Resources of an engine actor. An engine on the GPU with num_gpus 0 gets `tp` GPUs (its
+    processes see the GPUs Ray assigns to the actor). A tensor-parallel engine reserves one
+    bundle of all its GPUs plus a CPU per TP rank (SGLang runs one scheduler process per
+    rank beside the actor) in a STRICT_PACK group, so it lands on one node or waits whole.
+    CPU engines keep exactly what they ask for."""
+    gpus = float(num_gpus) if num_gpus > 0 else (float(tp) if needs_gpus else 0.0)
+    if tp > 1 and gpus >= 1:
+        return ActorResources(gpus, num_cpus, ({"GPU": gpus, "CPU": float(num_cpus) + tp},))
+    return ActorResources(gpus, num_cpus)
+
+
+def policy_resources(policy: Any) -> ActorResources:
+    """Resources of a policy engine actor (PolicyConfig)."""
+    on_gpu = policy.backend == "sglang" or str(policy.device).startswith("cuda")
+    return engine_resources(policy.num_gpus, policy.num_cpus, policy.tp, on_gpu)
+
+
+def reward_resources(reward: Any) -> ActorResources:
+    """Resources of a reward actor (RewardConfig): SGLang PRMs always use GPUs."""
+    on_gpu = reward.scorer == "step_tag" or str(reward.device).startswith("cuda")
+    return engine_resources(reward.num_gpus, reward.num_cpus, reward.tp, on_gpu)
+
+
+def actor_options(resources: ActorResources) -> tuple[dict[str, Any], Any]:
+    """Ray `.options()` for an actor with `resources`, and its placement group (None without).
+
+    The placement group is created and waited for here, so a cluster that cannot host the
+    engine fails with the bundle it could not place rather than hanging silently.
+    """
+    options: dict[str, Any] = {"num_gpus": resources.num_gpus, "num_cpus": resources.num_cpus}
+    if not resources.bundles:
+        return options, None
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = placement_group(list(resources.bundles), strategy=resources.strategy)
+    try:
+        ray.get(group.ready(), timeout=PLACEMENT_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError as exc:
+        remove_placement_group(group)
+        raise RuntimeError(
+            f"could not reserve {list(resources.bundles)} ({resources.strategy}) in {PLACEMENT_TIMEOUT_S:.0f} s; "
+            f"the cluster has {ray.cluster_resources()}"
+        ) from exc
+    options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+        placement_group=group, placement_group_bundle_index=0
+    )
+    return options, group
+
+
+def remove_groups(groups: list[Any]) -> None:
+    """Free the placement groups of engines that were shut down."""
+    if not groups:
+        return
+    from ray.util.placement_group import remove_placement_group
+
+    for group in groups:
+        remove_placement_group(group)

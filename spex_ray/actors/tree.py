@@ -7,21 +7,24 @@ from typing import Any
 import ray
 
 from spex_ray.actors.pool import EnginePool
+from spex_ray.actors.reward import build_reward
 from spex_ray.allocator.lease import LeaseBudget
 from spex_ray.config import Config
-from spex_ray.rewards import REWARDS
 from spex_ray.solution import solve_problem
 from spex_ray.tasks import Problem
 
 
 @ray.remote(num_cpus=0)
 class TreeActor:
-    """Runs QuerySearches concurrently against the engine actors it is given."""
+    """Runs QuerySearches concurrently against the engine actors it is given (and the reward
+    actors, for a reward with a model of its own)."""
 
-    def __init__(self, config: Config, engines: list[Any], allocator: Any = None) -> None:
+    def __init__(
+        self, config: Config, engines: list[Any], allocator: Any = None, rewards: list[Any] | None = None
+    ) -> None:
         self.config = config
         self.pool = EnginePool(engines)
-        self.reward = REWARDS.build(config.reward.kind, config.reward)
+        self.reward = build_reward(config.reward, rewards)
         self.allocator = allocator
         self._arrivals = 0
 

@@ -97,6 +97,20 @@ class GenResult:
         return max(0.0, self.end_time - self.start_time)
 
 
+def failed_result(request: GenRequest, enqueue_time: float, error: str, prompt_tokens: int = 0) -> GenResult:
+    """The GenResult of a request the engine could not serve (finish "error")."""
+    now = time.time()
+    return GenResult(
+        request_id=request.request_id,
+        finish_reason=FinishReason.ERROR,
+        prompt_tokens=prompt_tokens,
+        enqueue_time=enqueue_time,
+        start_time=now,
+        end_time=now,
+        error=error,
+    )
+
+
 @dataclass
 class EngineLoad:
     """A snapshot of an engine's work: requests running and waiting, by priority."""

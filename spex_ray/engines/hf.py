@@ -38,14 +38,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spex_ray.config import PolicyConfig
-from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority
+from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority, failed_result
+from spex_ray.engines.meter import LoadMeter
 from spex_ray.engines.models import resolve_model
 
 log = logging.getLogger(__name__)
 
 _CPU_SLOT_TOKENS = 2048  # KV cache sized for max_batch_size sequences of this length on CPU
 _PAGE_SIZE = 64  # small pages: more prefix sharing between sibling prompts of the tree
-_RATE_WINDOW_S = 10.0  # tokens_per_second is measured over this recent window
 
 
 @dataclass
@@ -140,39 +140,6 @@ class _AdmissionQueue:
         return len(self._queues[priority])
 
 
-class _Meter:
-    """Time-weighted batch occupancy since start, and generated tokens over a recent window."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.reset(time.time())
-
-    def reset(self, now: float) -> None:
-        self._since = self._last = now
-        self._running = 0
-        self._area = 0.0  # integral of running requests over time
-        self._tokens: deque[tuple[float, int]] = deque()
-
-    def set_running(self, running: int, now: float) -> None:
-        self._area += self._running * (now - self._last)
-        self._last, self._running = now, running
-
-    def add_tokens(self, count: int, now: float) -> None:
-        if count > 0:
-            self._tokens.append((now, count))
-
-    def occupancy(self, now: float) -> float:
-        elapsed = now - self._since
-        area = self._area + self._running * (now - self._last)
-        return area / (elapsed * self.capacity) if elapsed > 0 else 0.0
-
-    def tokens_per_second(self, now: float) -> float:
-        while self._tokens and self._tokens[0][0] < now - _RATE_WINDOW_S:
-            self._tokens.popleft()
-        window = min(_RATE_WINDOW_S, now - self._since)
-        return sum(n for _, n in self._tokens) / window if window > 0 else 0.0
-
-
 class HFEngine:
     """The Engine protocol on transformers continuous batching; see the module docstring.
 
@@ -189,7 +156,7 @@ class HFEngine:
         self._context_limit = 0  # prompt + max_new_tokens must fit in this
         self._queue = _AdmissionQueue()
         self._running: dict[str, _RequestState] = {}
-        self._meter = _Meter(policy.max_batch_size)
+        self._meter = LoadMeter(policy.max_batch_size)
         self._start_lock = asyncio.Lock()
         self._warned: set[str] = set()
         self._closed = False
@@ -277,7 +244,7 @@ class HFEngine:
     async def generate(self, request: GenRequest) -> GenResult:
         enqueue_time = time.time()
         if self._closed:
-            return _failed(request, enqueue_time, "the engine is closed")
+            return failed_result(request, enqueue_time, "the engine is closed")
         await self.start()
         if request.input_ids is not None:
             input_ids = list(request.input_ids)
@@ -285,7 +252,7 @@ class HFEngine:
             input_ids = self._tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
         problem = self._check(request, input_ids)
         if problem:
-            return _failed(request, enqueue_time, problem, prompt_tokens=len(input_ids))
+            return failed_result(request, enqueue_time, problem, prompt_tokens=len(input_ids))
         future = asyncio.get_running_loop().create_future()
         state = _RequestState(request, input_ids, future, enqueue_time)
         self._queue.push(state)
@@ -426,19 +393,6 @@ class HFEngine:
 
     def _decode(self, token_ids: list[int]) -> str:
         return self._tokenizer.decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-
-
-def _failed(request: GenRequest, enqueue_time: float, error: str, prompt_tokens: int = 0) -> GenResult:
-    now = time.time()
-    return GenResult(
-        request_id=request.request_id,
-        finish_reason=FinishReason.ERROR,
-        prompt_tokens=prompt_tokens,
-        enqueue_time=enqueue_time,
-        start_time=now,
-        end_time=now,
-        error=error,
-    )
 
 
 def _drop_handler(manager, request_id: str) -> None:

@@ -281,6 +281,8 @@ class SimEngine:
         self.iterations = 0
         self.busy_s = 0.0  # modeled seconds spent in iterations
         self.generated_total = 0  # output tokens of every request, finished or not
+        self.decode_seq_steps = 0  # sum over iterations of decoding sequences
+        self.decode_context_total = 0  # sum over iterations of their context lengths
 
     # ------------------------------------------------------------------ the Engine protocol
 
@@ -422,6 +424,8 @@ class SimEngine:
             self.busy_s += seconds
             tokens = sum(n for _, _, n in plan[1])
             self.generated_total += tokens
+            self.decode_seq_steps += plan[0].decode_seqs
+            self.decode_context_total += plan[0].decode_context
             self._meter.record(self.clock(), seconds, len(self._running), tokens)
             await self._pace()
             self._apply(plan[1])

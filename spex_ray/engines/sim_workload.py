@@ -82,7 +82,7 @@ class WorkloadParams:
     clipped to <= 0. gold_max: gold answers are integers in [2, gold_max].
     """
 
-    step_tokens_mean: float = 45.8  # calibrated from CPU-engine traces (configs/sim_workload.yaml)
+    step_tokens_mean: float = 45.8  # calibrated from CPU-engine traces (configs/workloads/smollm2_gsm8k.yaml)
     step_tokens_sigma: float = 0.86
     step_tokens_min: int = 8
     step_tokens_max: int = 400

@@ -1,0 +1,41 @@
+"""LoadMeter: batch occupancy and generation rate of an engine, for EngineLoad."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+RATE_WINDOW_S = 10.0  # tokens_per_second is measured over this recent window
+
+
+class LoadMeter:
+    """Time-weighted batch occupancy since start, and generated tokens over a recent window."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.reset(time.time())
+
+    def reset(self, now: float) -> None:
+        self._since = self._last = now
+        self._running = 0
+        self._area = 0.0  # integral of running requests over time
+        self._tokens: deque[tuple[float, int]] = deque()
+
+    def set_running(self, running: int, now: float) -> None:
+        self._area += self._running * (now - self._last)
+        self._last, self._running = now, running
+
+    def add_tokens(self, count: int, now: float) -> None:
+        if count > 0:
+            self._tokens.append((now, count))
+
+    def occupancy(self, now: float) -> float:
+        elapsed = now - self._since
+        area = self._area + self._running * (now - self._last)
+        return area / (elapsed * self.capacity) if elapsed > 0 else 0.0
+
+    def tokens_per_second(self, now: float) -> float:
+        while self._tokens and self._tokens[0][0] < now - RATE_WINDOW_S:
+            self._tokens.popleft()
+        window = min(RATE_WINDOW_S, now - self._since)
+        return sum(n for _, n in self._tokens) / window if window > 0 else 0.0
