@@ -37,8 +37,10 @@ def main() -> None:
         print("answer depth: not fitted (traces without `answered`, or answers at fewer than two depths)")
     else:
         hazard = ", ".join(f"d{d}: {h:.2f} of {depth.nodes[d]}" for d, h in depth.hazard.items())
-        print(f"answer hazard by depth: {hazard}")
+        print(f"answer hazard by depth: {hazard} (mean {depth.mean_hazard:.3f})")
         print(f"answer depth: Weibull scale {depth.scale:.2f}, shape {depth.shape:.2f}")
+        if not depth.has_trend:
+            print("answer depth: no rise with depth in these traces; the sim keeps its answer-depth parameters")
     print(yaml.safe_dump(params, sort_keys=False).strip())
     if args.out:
         sources = ", ".join(args.traces)

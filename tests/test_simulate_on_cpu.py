@@ -132,3 +132,17 @@ def test_simulated_spex_is_lossless_faster_and_below_the_oracle(algorithm):
         )
     assert spex.total("tokens_spec") > 0
     assert base.makespan_s > spex.makespan_s >= best.makespan_s * 0.999
+
+
+def test_a_flat_answer_hazard_is_not_taken_as_a_depth_model():
+    rng = random.Random(9)
+    depths = [d for d in range(1, 9) for _ in range(500)]
+    answered = [rng.random() < 0.05 for _ in depths]
+    fit = fit_answer_depth(depths, answered)
+    assert fit is not None and not fit.has_trend and abs(fit.mean_hazard - 0.05) < 0.01
+    rows = [
+        {"kind": "main", "finish_reason": "stop", "completion_tokens": 30, "depth": d, "answered": a}
+        for d, a in zip(depths, answered, strict=True)
+    ]
+    params, _, _ = calibrate(rows)
+    assert "answer_scale" not in params

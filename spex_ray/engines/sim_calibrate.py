@@ -35,12 +35,25 @@ class StepFit:
     censored: float  # share of requests cut at max_new_tokens
 
 
+MIN_SHAPE = 0.3  # a flatter hazard shows no depth trend for the sim's Weibull to take
+
+
 @dataclass(frozen=True)
 class DepthFit:
     scale: float
     shape: float
     hazard: dict[int, float]  # observed answer hazard by depth
     nodes: dict[int, int]  # generated nodes by depth
+
+    @property
+    def mean_hazard(self) -> float:
+        total = sum(self.nodes.values())
+        return sum(self.hazard[d] * n for d, n in self.nodes.items()) / total if total else 0.0
+
+    @property
+    def has_trend(self) -> bool:
+        """Whether answers get likelier with depth (the shape the sim's hazard assumes)."""
+        return self.shape >= MIN_SHAPE
 
 
 def fit_step_lengths(lengths: Iterable[int], censored: Iterable[bool]) -> StepFit:
@@ -74,7 +87,9 @@ def fit_step_lengths(lengths: Iterable[int], censored: Iterable[bool]) -> StepFi
 
 
 def fit_answer_depth(depths: Iterable[int], answered: Iterable[bool]) -> DepthFit | None:
-    """Weibull answer hazard by depth; None when fewer than two depths have 0 < hazard < 1."""
+    """Weibull answer hazard by depth; None when fewer than two depths have 0 < hazard < 1.
+
+    A fit whose shape is below MIN_SHAPE (`has_trend` False) found no rise with depth."""
     nodes = Counter()
     hits = Counter()
     for depth, ok in zip(depths, answered, strict=True):
@@ -88,8 +103,8 @@ def fit_answer_depth(depths: Iterable[int], answered: Iterable[bool]) -> DepthFi
     ys = np.log(-np.log1p(-np.asarray([hazard[d] for d in usable])))
     weights = np.asarray([nodes[d] for d in usable], dtype=float)
     shape, intercept = np.polyfit(xs, ys, 1, w=np.sqrt(weights))
-    shape = max(0.1, float(shape))
-    scale = math.exp(-intercept / shape)
+    shape = max(0.01, float(shape))
+    scale = min(1e6, math.exp(-intercept / shape))
     return DepthFit(scale=scale, shape=shape, hazard=hazard, nodes=dict(nodes))
 
 
@@ -109,7 +124,7 @@ def calibrate(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str, float], Step
     depth = None
     if labelled:
         depth = fit_answer_depth([_depth(r) for r in labelled], [bool(r["answered"]) for r in labelled])
-    if depth is not None:
+    if depth is not None and depth.has_trend:
         params["answer_scale"] = round(depth.scale, 2)
         params["answer_shape"] = round(depth.shape, 2)
     return params, steps, depth

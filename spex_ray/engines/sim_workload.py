@@ -82,8 +82,8 @@ class WorkloadParams:
     clipped to <= 0. gold_max: gold answers are integers in [2, gold_max].
     """
 
-    step_tokens_mean: float = 45.8  # calibrated from CPU-engine traces (configs/workloads/smollm2_gsm8k.yaml)
-    step_tokens_sigma: float = 0.86
+    step_tokens_mean: float = 44.9  # fitted to CPU-engine traces (configs/workloads/smollm2_gsm8k.yaml)
+    step_tokens_sigma: float = 0.82
     step_tokens_min: int = 8
     step_tokens_max: int = 400
     root_z_min: float = 0.2
