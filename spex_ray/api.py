@@ -38,6 +38,7 @@ class RunResult:
     output_dir: Path
     elapsed_s: float
     engine_stats: list[dict[str, Any]] = field(default_factory=list)
+    allocator_stats: dict[str, Any] = field(default_factory=dict)  # BudgetAllocator.snapshot()
 
     @property
     def results_path(self) -> Path:
@@ -75,13 +76,13 @@ def solve(
     started = time.time()
     try:
         _ensure_ray(config.run.ray_address)
-        stats = _run_batch(todo, config, writer, already_done=len(batch) - len(todo))
+        stats, allocator_stats = _run_batch(todo, config, writer, already_done=len(batch) - len(todo))
     finally:
         writer.finalize()
         writer.close()
     rows = {row["id"]: row for row in writer.previous_rows()}
     solutions = [Solution.from_row(rows[p.id]) for p in batch if p.id in rows]
-    return RunResult(solutions, writer.dir, time.time() - started, stats)
+    return RunResult(solutions, writer.dir, time.time() - started, stats, allocator_stats)
 
 
 def _load_config(config: Config | str | Path | None, overrides: Sequence[str]) -> Config:
@@ -123,7 +124,10 @@ def _ensure_ray(address: str) -> None:
         ray.init(address=address or None, log_to_driver=False)
 
 
-def _run_batch(todo: list[Problem], config: Config, writer: RunWriter, already_done: int) -> list[dict]:
+def _run_batch(
+    todo: list[Problem], config: Config, writer: RunWriter, already_done: int
+) -> tuple[list[dict], dict[str, Any]]:
+    """Run the batch; returns the engines' stats and the allocator's snapshot ({} without one)."""
     progress = Progress(already_done + len(todo), config.run.progress, already_done)
     engines, groups = _start_engines(config)
     # reward actors after the policy engines: SGLang sizes its KV cache from the free memory
@@ -132,7 +136,8 @@ def _run_batch(todo: list[Problem], config: Config, writer: RunWriter, already_d
     trees = [TreeActor.remote(config, engines, allocator, rewards) for _ in range(config.run.tree_actors)]
     try:
         _stream(todo, trees, config.run.concurrency, writer, progress)
-        return [_engine_stats(load) for load in ray.get([e.load.remote() for e in engines])]
+        stats = [_engine_stats(load) for load in ray.get([e.load.remote() for e in engines])]
+        return stats, ray.get(allocator.snapshot.remote()) if allocator is not None else {}
     finally:
         progress.close()
         _shutdown([*engines, *rewards], trees)
