@@ -40,7 +40,9 @@ def main() -> None:
         print(f"answer hazard by depth: {hazard} (mean {depth.mean_hazard:.3f})")
         print(f"answer depth: Weibull scale {depth.scale:.2f}, shape {depth.shape:.2f}")
         if not depth.has_trend:
-            print("answer depth: no rise with depth in these traces; the sim keeps its answer-depth parameters")
+            print(
+                "answer depth: no rise with depth in these traces; the sim keeps its answer-depth parameters"
+            )
     print(yaml.safe_dump(params, sort_keys=False).strip())
     if args.out:
         sources = ", ".join(args.traces)

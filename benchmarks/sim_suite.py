@@ -56,6 +56,12 @@ def _bars(rows: list[dict[str, Any]], ax, group: str, series: str, value: str = 
     ax.legend(fontsize=8)
 
 
+def _variants_by_cell(rows: list[dict[str, Any]], ax) -> None:
+    """Speedup bars of every non-baseline variant, grouped by (search, queries)."""
+    cells = [dict(r, cell=f"{r['search']} c{r['concurrency']}") for r in rows if r["variant"] != "baseline"]
+    _bars(cells, ax, "cell", "variant")
+
+
 # ----------------------------------------------------------------------------- figures
 
 
@@ -130,19 +136,13 @@ def ablation(args: argparse.Namespace) -> None:
         },
     )
 
-    def plot(rows, ax):
-        cells = [
-            dict(r, cell=f"{r['search']} c{r['concurrency']}") for r in rows if r["variant"] != "baseline"
-        ]
-        _bars(cells, ax, "cell", "variant")
-
     save(
         "ablation",
         rows,
         title=f"Ablation on {H100}",
         command=_command(),
         table=table,
-        plot=plot,
+        plot=_variants_by_cell,
         notes=ABLATION_NOTES,
     )
 
@@ -175,19 +175,13 @@ def specdecode(args: argparse.Namespace) -> None:
         },
     )
 
-    def plot(rows, ax):
-        cells = [
-            dict(r, cell=f"{r['search']} c{r['concurrency']}") for r in rows if r["variant"] != "baseline"
-        ]
-        _bars(cells, ax, "cell", "variant")
-
     save(
         "specdecode",
         rows,
         title=f"SPEX x token-level speculative decoding on {H100}",
         command=_command(),
         table=table,
-        plot=plot,
+        plot=_variants_by_cell,
         notes=SPECDECODE_NOTES,
     )
 
@@ -214,19 +208,13 @@ def oracle_figure(args: argparse.Namespace) -> None:
         },
     )
 
-    def plot(rows, ax):
-        cells = [
-            dict(r, cell=f"{r['search']} c{r['concurrency']}") for r in rows if r["variant"] != "baseline"
-        ]
-        _bars(cells, ax, "cell", "variant")
-
     save(
         "oracle",
         rows,
         title=f"SPEX vs the oracle (perfect foresight, unlimited slots) on {H100}",
         command=_command(),
         table=table,
-        plot=plot,
+        plot=_variants_by_cell,
         notes=ORACLE_NOTES,
     )
 

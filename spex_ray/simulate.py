@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +151,15 @@ class _Cluster:
             await asyncio.sleep(MAIN_REPORT_S)
 
 
-async def _simulate(config: Config, problems: list[Problem], gpus: int) -> SimRun:
+# solve(problem, client, reward, budget) -> (solution, trace)
+Solve = Callable[
+    [Problem, "_Client", Any, SpecBudget | None], Awaitable[tuple[Solution, list[dict[str, Any]]]]
+]
+
+
+async def _batch(config: Config, problems: list[Problem], gpus: int, solve: Solve) -> SimRun:
+    """Run `solve` for every problem, run.concurrency at a time, each pinned to the engine
+    with the fewest live queries; modeled makespan and per-query latencies."""
     cluster = _Cluster(config, gpus)
     await cluster.start()
     reward = REWARDS.build(config.reward.kind, config.reward)
@@ -166,8 +174,7 @@ async def _simulate(config: Config, problems: list[Problem], gpus: int) -> SimRu
             began = loop.time()
             try:
                 client = _Client(cluster.engines[index], f"engine-{index}")
-                budget = cluster.budget(index, problem, order)
-                result = await solve_problem(problem, config, client, reward, budget)
+                result = await solve(problem, client, reward, cluster.budget(index, problem, order))
             finally:
                 cluster.live[index] -= 1
             latencies[problem.id] = loop.time() - began
@@ -176,10 +183,17 @@ async def _simulate(config: Config, problems: list[Problem], gpus: int) -> SimRu
     results = await asyncio.gather(*(one(i, p) for i, p in enumerate(problems)))
     makespan = loop.time() - start
     await cluster.close()
-    return _run(config, problems, results, makespan, cluster, latencies)
+    return _run(problems, results, makespan, cluster, latencies)
 
 
-def _run(config, problems, results, makespan, cluster, latencies) -> SimRun:
+async def _simulate(config: Config, problems: list[Problem], gpus: int) -> SimRun:
+    async def solve(problem, client, reward, budget):
+        return await solve_problem(problem, config, client, reward, budget)
+
+    return await _batch(config, problems, gpus, solve)
+
+
+def _run(problems, results, makespan, cluster, latencies) -> SimRun:
     solutions = [solution for solution, _ in results]
     for solution in solutions:  # modeled, not wall, latency
         solution.latency_s = latencies.get(solution.id, 0.0)
@@ -204,37 +218,16 @@ def kept_nodes(trace: list[dict[str, Any]]) -> list[str]:
 
 
 async def _oracle(config: Config, problems: list[Problem], baseline: SimRun, gpus: int) -> SimRun:
-    cluster = _Cluster(
-        dataclasses.replace(config, spex=dataclasses.replace(config.spex, speculate=False)), gpus
-    )
-    await cluster.start()
-    reward = REWARDS.build(config.reward.kind, config.reward)
-    loop = asyncio.get_running_loop()
-    slots = asyncio.Semaphore(config.run.concurrency)
-    start = loop.time()
-    latencies: dict[str, float] = {}
+    config = dataclasses.replace(config, spex=dataclasses.replace(config.spex, speculate=False))
 
-    async def one(problem: Problem) -> tuple[Solution, list[dict[str, Any]]]:
-        async with slots:
-            index = cluster.pick()
-            began = loop.time()
-            client = _Client(cluster.engines[index], f"engine-{index}")
-            try:
-                result = await _replay(
-                    problem, config, client, reward, kept_nodes(baseline.traces[problem.id])
-                )
-            finally:
-                cluster.live[index] -= 1
-            latencies[problem.id] = loop.time() - began
-            return result
+    async def solve(problem, client, reward, budget):
+        return await _replay(problem, config, client, reward, kept_nodes(baseline.traces[problem.id]))
 
-    results = await asyncio.gather(*(one(p) for p in problems))
-    makespan = loop.time() - start
-    await cluster.close()
+    run = await _batch(config, problems, gpus, solve)
     graded = {s.id: s for s in baseline.solutions}
-    for solution, _ in results:  # the same tree as the baseline's, so the same answer
+    for solution in run.solutions:  # the same tree as the baseline's, so the same answer
         solution.answer, solution.correct = graded[solution.id].answer, graded[solution.id].correct
-    return _run(config, problems, results, makespan, cluster, latencies)
+    return run
 
 
 async def _replay(
