@@ -37,7 +37,9 @@ def scale(args: argparse.Namespace, command: str) -> None:
     for search in args.searches:
         for gpus in args.gpus:
             problems = problems_for(per_gpu * gpus, per_slot=1)
-            cell = compare(TARGET, search, per_gpu, ["spec+alloc"], gpus=gpus, problems=problems)
+            cell = compare(
+                TARGET, search, per_gpu, ["spec+alloc"], gpus=gpus, problems=problems, extra=args.set
+            )
             ray_row = _on_ray(search, per_gpu, gpus, problems, args.time_scale)
             spex = cell[1]
             spex["ray_latency_s"] = ray_row["latency_s"]
@@ -78,7 +80,7 @@ def scale(args: argparse.Namespace, command: str) -> None:
         ax.legend(fontsize=8)
 
     save(
-        "scale",
+        args.name or "scale",
         rows,
         title=f"Scale on {TARGET}",
         command=command,

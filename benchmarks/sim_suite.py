@@ -8,7 +8,8 @@
     .venv/bin/python benchmarks/sim_suite.py scale        # 1/4/16 simulated GPUs, 32 queries per GPU
 
 Each writes benchmarks/results/<figure>.parquet, benchmarks/figures/<figure>.png and its
-section of BENCHMARKS.md. All figures are modeled (see sim_common.py); `scale` also runs
+section of BENCHMARKS.md. `--set section.key=value` applies to every run (e.g.
+`--set policy.knee=200`); `--name` writes the figure under another name. All figures are modeled (see sim_common.py); `scale` also runs
 the Ray path (sim_scale.py) to measure orchestration overhead and allocator latency.
 """
 
@@ -27,6 +28,11 @@ H100 = "H100 + Llama-3-8B"
 
 def _command() -> str:
     return ".venv/bin/python benchmarks/sim_suite.py " + shlex.join(sys.argv[1:])
+
+
+def _title(args: argparse.Namespace, text: str) -> str:
+    """The figure's title, with the --set overrides it ran under."""
+    return f"{text} [{', '.join(args.set)}]" if args.set else text
 
 
 def _x(key: str):
@@ -70,7 +76,7 @@ def throughput(args: argparse.Namespace) -> None:
     for target in args.targets:
         for search in args.searches:
             for concurrency in args.concurrency:
-                cell = compare(target, search, concurrency, ["spec+alloc"], with_oracle=True)
+                cell = compare(target, search, concurrency, ["spec+alloc"], with_oracle=True, extra=args.set)
                 base, spex, best = cell
                 spex["oracle_speedup"] = best["speedup"]
                 spex["of_oracle"] = spex["speedup"] / best["speedup"]
@@ -104,9 +110,9 @@ def throughput(args: argparse.Namespace) -> None:
         _bars(bars, ax, "cell", "series")
 
     save(
-        "throughput",
+        args.name or "throughput",
         rows,
-        title="Throughput: SPEX (speculation + allocator) vs baseline",
+        title=_title(args, "Throughput: SPEX (speculation + allocator) vs baseline"),
         command=_command(),
         table=table,
         plot=plot,
@@ -119,7 +125,7 @@ def ablation(args: argparse.Namespace) -> None:
     rows = []
     for search in args.searches:
         for concurrency in args.concurrency:
-            rows += compare(H100, search, concurrency, variants)
+            rows += compare(H100, search, concurrency, variants, extra=args.set)
     table = markdown_table(
         rows,
         {
@@ -137,9 +143,9 @@ def ablation(args: argparse.Namespace) -> None:
     )
 
     save(
-        "ablation",
+        args.name or "ablation",
         rows,
-        title=f"Ablation on {H100}",
+        title=_title(args, f"Ablation on {H100}"),
         command=_command(),
         table=table,
         plot=_variants_by_cell,
@@ -153,8 +159,10 @@ def specdecode(args: argparse.Namespace) -> None:
         token_level = [f"policy.spec_decode={method}"]
         for search in args.searches:
             for concurrency in args.concurrency:
-                base, spex = compare(H100, search, concurrency, ["spec+alloc"])
-                tl_base, tl_spex = compare(H100, search, concurrency, ["spec+alloc"], extra=token_level)
+                base, spex = compare(H100, search, concurrency, ["spec+alloc"], extra=args.set)
+                tl_base, tl_spex = compare(
+                    H100, search, concurrency, ["spec+alloc"], extra=[*args.set, *token_level]
+                )
                 for row, variant in (
                     (spex, "SPEX"),
                     (tl_base, method.upper()),
@@ -176,9 +184,9 @@ def specdecode(args: argparse.Namespace) -> None:
     )
 
     save(
-        "specdecode",
+        args.name or "specdecode",
         rows,
-        title=f"SPEX x token-level speculative decoding on {H100}",
+        title=_title(args, f"SPEX x token-level speculative decoding on {H100}"),
         command=_command(),
         table=table,
         plot=_variants_by_cell,
@@ -190,7 +198,9 @@ def oracle_figure(args: argparse.Namespace) -> None:
     rows = []
     for search in args.searches:
         for concurrency in args.concurrency:
-            base, spex, best = compare(H100, search, concurrency, ["spec+alloc"], with_oracle=True)
+            base, spex, best = compare(
+                H100, search, concurrency, ["spec+alloc"], with_oracle=True, extra=args.set
+            )
             spex["of_oracle"] = spex["speedup"] / best["speedup"]
             spex["gain_of_oracle"] = (spex["speedup"] - 1) / max(1e-9, best["speedup"] - 1)
             rows += [base, spex, best]
@@ -209,9 +219,9 @@ def oracle_figure(args: argparse.Namespace) -> None:
     )
 
     save(
-        "oracle",
+        args.name or "oracle",
         rows,
-        title=f"SPEX vs the oracle (perfect foresight, unlimited slots) on {H100}",
+        title=_title(args, f"SPEX vs the oracle (perfect foresight, unlimited slots) on {H100}"),
         command=_command(),
         table=table,
         plot=_variants_by_cell,
@@ -224,7 +234,7 @@ def occupancy(args: argparse.Namespace) -> None:
     for target in args.targets:
         for search in args.searches:
             for concurrency in args.concurrency:
-                rows += compare(target, search, concurrency, ["spec+alloc"])
+                rows += compare(target, search, concurrency, ["spec+alloc"], extra=args.set)
     table = markdown_table(
         rows,
         {
@@ -259,9 +269,9 @@ def occupancy(args: argparse.Namespace) -> None:
         ax.legend(fontsize=6, ncol=2)
 
     save(
-        "occupancy",
+        args.name or "occupancy",
         rows,
-        title="Engine occupancy: decode throughput over the roofline at the knee",
+        title=_title(args, "Engine occupancy: decode throughput over the roofline at the knee"),
         command=_command(),
         table=table,
         plot=plot,
@@ -330,6 +340,10 @@ def main() -> None:
     parser.add_argument("--searches", nargs="+", default=None, choices=list(SEARCHES))
     parser.add_argument("--concurrency", type=int, nargs="+", default=None)
     parser.add_argument("--methods", nargs="+", default=["eagle", "mtp"], choices=["eagle", "mtp"])
+    parser.add_argument(
+        "--set", action="append", default=[], help="config override for every run, e.g. policy.knee=200"
+    )
+    parser.add_argument("--name", default="", help="write the figure under this name (default: the figure's)")
     parser.add_argument("--gpus", type=int, nargs="+", default=[1, 4, 16], help="scale: simulated GPU counts")
     parser.add_argument("--time-scale", type=float, default=10.0, help="scale: wall s per modeled s on Ray")
     args = parser.parse_args()
