@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from spex_ray.config import Config
-from spex_ray.engines.sim_timing import TimingModel
+from spex_ray.engines.sim import SimSettings
 from spex_ray.engines.sim_workload import sim_problems
-from spex_ray.engines.specs import gpu_spec, model_spec
 from spex_ray.simulate import SimRun, oracle, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +72,7 @@ def problems_for(concurrency: int, minimum: int = 8, per_slot: int = 2) -> list[
 def roofline_tokens_per_s(config: Config, context_tokens: float = 1024) -> float:
     """Decode tokens/s of the engine at its knee for sequences of `context_tokens`: the
     rate where decoding stops being memory-bound (or KV memory runs out), the roofline's best."""
-    timing = TimingModel(gpu_spec(config.policy.gpu), model_spec(config.policy.model), tp=config.policy.tp)
+    timing = SimSettings.from_policy(config.policy).timing()
     context = max(1, round(context_tokens))
     knee = max(1, timing.knee(context))
     return knee / timing.decode_step_time(knee, context)

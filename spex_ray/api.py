@@ -18,7 +18,7 @@ from typing import Any
 import ray
 
 from spex_ray.actors.engine import EngineActor
-from spex_ray.actors.pool import actor_options, policy_resources, remove_groups
+from spex_ray.actors.pool import policy_resources, remove_groups, start_actors
 from spex_ray.actors.reward import start_reward_actors
 from spex_ray.actors.tree import TreeActor
 from spex_ray.config import Config
@@ -147,14 +147,7 @@ def _run_batch(
 def _start_engines(config: Config) -> tuple[list[Any], list[Any]]:
     """The policy engine actors, started, and their placement groups (tensor parallel only)."""
     policy = config.policy
-    engines, groups = [], []
-    for i in range(policy.num_engines):
-        options, group = actor_options(policy_resources(policy))
-        engines.append(EngineActor.options(**options).remote(policy, f"engine-{i}"))
-        if group is not None:
-            groups.append(group)
-    ray.get([engine.start.remote() for engine in engines])
-    return engines, groups
+    return start_actors(EngineActor, policy, policy_resources(policy), "engine", policy.num_engines)
 
 
 def _start_allocator(config: Config, engines: list[Any]) -> Any:

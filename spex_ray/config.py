@@ -45,9 +45,8 @@ class PolicyConfig:
     efficiency: float = 0.0  # achievable fraction of peak; 0 = the GPU spec's value
     overhead_s: float = 0.004  # fixed cost per engine iteration
     prefill_chunk: int = 2048  # prefill tokens per iteration
-    spec_decode: str = (
-        ""  # token-level speculative decoding: "" | eagle | mtp (sglang: + eagle3, standalone, ngram)
-    )
+    # token-level speculative decoding: "" | eagle | mtp (sglang: + eagle3, standalone, ngram)
+    spec_decode: str = ""
     accept_len: float = 0.0  # mean accepted tokens per verify step; 0 = the method's default
     draft_cost: float = 0.1  # one draft pass as a fraction of a decode pass
     draft_steps: int = 0  # draft tokens per verify step; 0 = 3 (sim) / SGLang's default
@@ -126,9 +125,8 @@ class RewardConfig:
     step_tag: str = " ки"  # step_tag: appended to every step (Math-Shepherd's tag)
     good_token: str = "+"  # step_tag: score = P(good) / (P(good) + P(bad)) after the tag
     bad_token: str = "-"  # "" = score is P(good) alone
-    label_token_ids: list[int] = field(
-        default_factory=list
-    )  # step_tag: [good(, bad)]; llemma_prm: [step end]
+    # step_tag: [good(, bad)]; llemma_prm: [step end]
+    label_token_ids: list[int] = field(default_factory=list)
     num_engines: int = 1  # reward actors
     num_gpus: float = 1.0  # per reward actor; a fraction < 1 shares a GPU with the policy
     num_cpus: float = 1.0

@@ -48,5 +48,6 @@ class Registry:
             self._entries[name] = target
         return target
 
-    def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def build(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call the factory of `name` (positional-only, so factories may take a `name=` keyword)."""
         return self.get(name)(*args, **kwargs)

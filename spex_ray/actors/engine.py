@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 from typing import Any
 
@@ -70,11 +69,8 @@ class EngineActor:
 
 
 def build_engine(policy: PolicyConfig, name: str) -> Any:
-    """The policy's engine; backends that take a `name` (sglang: its NCCL ports) get the actor's."""
-    factory = ENGINES.get(policy.backend)
-    if "name" in inspect.signature(factory).parameters:
-        return factory(policy, name=name)
-    return factory(policy)
+    """The policy's engine, named after its actor (sglang derives its NCCL ports from it)."""
+    return ENGINES.build(policy.backend, policy, name=name)
 
 
 def _use_all_cpu_threads(policy: PolicyConfig) -> None:

@@ -119,6 +119,23 @@ def actor_options(resources: ActorResources) -> tuple[dict[str, Any], Any]:
     return options, group
 
 
+def start_actors(
+    actor_cls: Any, config: Any, resources: ActorResources, prefix: str, count: int
+) -> tuple[list[Any], list[Any]]:
+    """Start `count` actors `actor_cls(config, f"{prefix}-{i}")` with `resources`, wait for their
+    start(); returns the actors and their placement groups (tensor parallel only)."""
+    import ray
+
+    actors, groups = [], []
+    for i in range(count):
+        options, group = actor_options(resources)
+        actors.append(actor_cls.options(**options).remote(config, f"{prefix}-{i}"))
+        if group is not None:
+            groups.append(group)
+    ray.get([actor.start.remote() for actor in actors])
+    return actors, groups
+
+
 def remove_groups(groups: list[Any]) -> None:
     """Free the placement groups of engines that were shut down."""
     if not groups:

@@ -8,7 +8,7 @@ from typing import Any
 
 import ray
 
-from spex_ray.actors.pool import actor_options, reward_resources
+from spex_ray.actors.pool import reward_resources, start_actors
 from spex_ray.config import RewardConfig
 from spex_ray.rewards import REWARDS
 from spex_ray.rewards.prm import SCORERS
@@ -73,11 +73,4 @@ def start_reward_actors(reward: RewardConfig) -> tuple[list[Any], list[Any]]:
     placement groups), both empty otherwise."""
     if not needs_reward_actors(reward):
         return [], []
-    actors, groups = [], []
-    for i in range(reward.num_engines):
-        options, group = actor_options(reward_resources(reward))
-        actors.append(RewardActor.options(**options).remote(reward, f"reward-{i}"))
-        if group is not None:
-            groups.append(group)
-    ray.get([actor.start.remote() for actor in actors])
-    return actors, groups
+    return start_actors(RewardActor, reward, reward_resources(reward), "reward", reward.num_engines)

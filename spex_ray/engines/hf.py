@@ -143,10 +143,12 @@ class _AdmissionQueue:
 class HFEngine:
     """The Engine protocol on transformers continuous batching; see the module docstring.
 
-    `seed` seeds the manager's sampling RNG once (None: a random seed).
+    `name` is the engine's name (its actor's); `seed` seeds the manager's sampling RNG once
+    (None: a random seed).
     """
 
-    def __init__(self, policy: PolicyConfig, *, seed: int | None = 0) -> None:
+    def __init__(self, policy: PolicyConfig, *, name: str = "engine-0", seed: int | None = 0) -> None:
+        self.name = name
         self.policy = policy
         self.seed = seed
         self._model = None

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority
+from spex_ray.engines.meter import LoadMeter
 from spex_ray.engines.sim_cache import PrefixCache
 from spex_ray.engines.sim_timing import IterationWork, TimingModel
 from spex_ray.engines.sim_workload import (
@@ -56,7 +57,6 @@ from spex_ray.engines.specs import GPUSpec, ModelSpec, gpu_spec, model_spec
 SIM_EPOCH = 1_700_000_000.0  # modeled time 0 (2023-11-14T22:13:20Z), fixed for reproducible traces
 SPEC_DECODE_DEFAULTS = {"eagle": 3.0, "mtp": 2.5}  # mean accepted tokens per verify step
 _SPEC_ALIASES = {"": "", "none": "", "off": "", "eagle": "eagle", "eagle3": "eagle", "mtp": "mtp"}
-_RATE_WINDOW_S = 10.0  # tokens_per_second over this much recent modeled time
 
 
 def resolve_model_name(name: str) -> str:
@@ -228,40 +228,23 @@ class _Seq:
         return len(self.prompt_ids) - self.cached + len(self.plan.token_ids)
 
 
-class _Meter:
-    """Time-weighted batch occupancy since start and generated tokens over a recent window."""
-
-    def __init__(self) -> None:
-        self.area = 0.0  # integral of running sequences over modeled time
-        self.tokens: deque[tuple[float, int]] = deque()
-
-    def record(self, now: float, seconds: float, running: int, tokens: int) -> None:
-        self.area += running * seconds
-        if tokens:
-            self.tokens.append((now, tokens))
-
-    def tokens_per_second(self, now: float, elapsed: float) -> float:
-        while self.tokens and self.tokens[0][0] < now - _RATE_WINDOW_S:
-            self.tokens.popleft()
-        window = min(_RATE_WINDOW_S, elapsed)
-        return sum(n for _, n in self.tokens) / window if window > 0 else 0.0
-
-
 class SimEngine:
     """The Engine protocol with modeled time; see the module docstring.
 
-    `clock` is the modeled clock to advance (default: a new SimClock at SIM_EPOCH); pass
-    one to read modeled time from outside the engine (one engine per clock). `workload`
-    overrides the settings' workload parameters.
+    `name` is the engine's name (its actor's). `clock` is the modeled clock to advance
+    (default: a new SimClock at SIM_EPOCH); pass one to read modeled time from outside the
+    engine (one engine per clock). `workload` overrides the settings' workload parameters.
     """
 
     def __init__(
         self,
         policy: Any,
         *,
+        name: str = "engine-0",
         clock: SimClock | None = None,
         workload: WorkloadParams | Mapping[str, Any] | None = None,
     ) -> None:
+        self.name = name
         self.policy = policy
         self.settings = SimSettings.from_policy(policy)
         if workload is not None:
@@ -272,12 +255,11 @@ class SimEngine:
         self._queues: dict[Priority, deque[_Seq]] = {Priority.MAIN: deque(), Priority.SPEC: deque()}
         self._running: dict[str, _Seq] = {}
         self._reserved = 0  # KV tokens held by running requests beyond their cached prefixes
-        self._meter = _Meter()
+        self._meter = LoadMeter(self.settings.max_batch_size)  # on the modeled clock
         self._words: dict[int, str] = {}  # token id -> word, to read input_ids requests
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._wall_origin = 0.0
-        self._start_elapsed = 0.0
         self.iterations = 0
         self.busy_s = 0.0  # modeled seconds spent in iterations
         self.generated_total = 0  # output tokens of every request, finished or not
@@ -292,7 +274,7 @@ class SimEngine:
             return
         self._wake = asyncio.Event()
         self._wall_origin = _loop_time() - self._clock.elapsed * self.settings.time_scale
-        self._start_elapsed = self._clock.elapsed
+        self._meter.reset(self.clock())
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def generate(self, request: GenRequest) -> GenResult:
@@ -339,7 +321,6 @@ class SimEngine:
     def load(self) -> EngineLoad:
         now = self.clock()
         running = [s.request.priority for s in self._running.values()]
-        elapsed = self._clock.elapsed - self._start_elapsed
         capacity = self.settings.max_batch_size
         return EngineLoad(
             running_main=running.count(Priority.MAIN),
@@ -347,8 +328,8 @@ class SimEngine:
             queued_main=len(self._queues[Priority.MAIN]),
             queued_spec=len(self._queues[Priority.SPEC]),
             max_batch_size=capacity,
-            tokens_per_second=self._meter.tokens_per_second(now, elapsed),
-            mean_batch_occupancy=self._meter.area / (elapsed * capacity) if elapsed > 0 else 0.0,
+            tokens_per_second=self._meter.tokens_per_second(now),
+            mean_batch_occupancy=self._meter.occupancy(now),
             time=now,
         )
 
@@ -412,6 +393,7 @@ class SimEngine:
     async def _loop(self) -> None:
         while True:
             if not self._running and not any(self._queues.values()):
+                self._meter.set_running(0, self.clock())
                 self._wake.clear()
                 await self._wake.wait()
                 self._catch_up()
@@ -419,6 +401,7 @@ class SimEngine:
             self._admit()
             plan = self._plan_iteration()
             seconds = self.timing.iteration_time(plan[0])
+            self._meter.set_running(len(self._running), self.clock())
             self._clock.advance(seconds)
             self.iterations += 1
             self.busy_s += seconds
@@ -426,7 +409,7 @@ class SimEngine:
             self.generated_total += tokens
             self.decode_seq_steps += plan[0].decode_seqs
             self.decode_context_total += plan[0].decode_context
-            self._meter.record(self.clock(), seconds, len(self._running), tokens)
+            self._meter.add_tokens(tokens, self.clock())
             await self._pace()
             self._apply(plan[1])
 

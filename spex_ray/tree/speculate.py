@@ -136,7 +136,8 @@ class Speculation:
             return
         free = self.budget.granted() - self.in_flight
         wanted = self._new(self.policy.propose(self.search, 1.0))
-        hot = sum(1 for parent, _ in wanted if self._is_hot(parent)) / len(wanted) if wanted else 0.0
+        fresh = set(self.search.layer_done)
+        hot = sum(1 for parent, _ in wanted if self._is_hot(parent, fresh)) / len(wanted) if wanted else 0.0
         proposals = wanted
         if len(wanted) > free and self.gate < 1.0:
             proposals = self._new(self.policy.propose(self.search, self.gate))
@@ -190,10 +191,10 @@ class Speculation:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _is_hot(self, parent: Node) -> bool:
+    def _is_hot(self, parent: Node, fresh: set[Node]) -> bool:
         """Whether the parent's KV is fresh in the engine's prefix cache (S_kv): it was just
-        generated, at this barrier or speculatively, so its children skip that prefill."""
-        return parent in self.search.layer_done or self.search.tree.nodes.get(parent.id) is not parent
+        generated, at this barrier (`fresh`) or speculatively, so its children skip that prefill."""
+        return parent in fresh or self.search.tree.nodes.get(parent.id) is not parent
 
     def _new(self, proposals: list[tuple[Node, int]]) -> list[tuple[Node, int]]:
         """The proposals not already live or requested for real."""
