@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
-from spex_ray.engines.sim_calibrate import calibrate
+from spex_ray.sim.calibrate import calibrate
 
 
 def main() -> None:

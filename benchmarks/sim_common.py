@@ -1,7 +1,7 @@
 """Shared parts of the simulator benchmarks (sim_suite.py): configs, measured rows, outputs.
 
 Every figure runs the baseline and the SPEX variants on the same problems and seeds, one
-after the other in one process, on the discrete-event simulation (spex_ray.simulate), so
+after the other in one process, on the discrete-event simulation (spex_ray.sim.cluster), so
 the ratios are modeled and exactly reproducible. Outputs per figure: a Parquet file in
 benchmarks/results/, a PNG in benchmarks/figures/, and a Markdown section in BENCHMARKS.md
 (replaced in place when the figure is run again).
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from spex_ray.config import Config
-from spex_ray.engines.sim import SimSettings
-from spex_ray.engines.sim_workload import sim_problems
-from spex_ray.simulate import SimRun, oracle, simulate
+from spex_ray.sim import SimRun, oracle, simulate
+from spex_ray.sim.settings import SimSettings
+from spex_ray.sim.workload import sim_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

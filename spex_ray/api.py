@@ -98,13 +98,14 @@ def _problems(problems: Iterable[str | dict | Problem] | None, config: Config) -
     if problems is None:
         if not task.dataset:
             raise ValueError("no problems given and task.dataset is empty")
-        if task.dataset == "sim":  # the simulated workload's own problems
-            from spex_ray.engines.sim_workload import sim_problems
-
-            rows = sim_problems(task.offset + (task.limit or 100), seed=config.run.seed)[task.offset :]
-            return problems_from_items(rows, start_index=task.offset)
         return load_problems(
-            task.dataset, task.problem_field, task.answer_field, task.id_field, task.limit, task.offset
+            task.dataset,
+            task.problem_field,
+            task.answer_field,
+            task.id_field,
+            task.limit,
+            task.offset,
+            seed=config.run.seed,
         )
     items = list(problems)
     if all(isinstance(item, Problem) for item in items):

@@ -38,7 +38,7 @@ class PolicyConfig:
     num_cpus: float = 1.0  # per engine actor
     cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
     knee: int = 0  # concurrency the engine decodes at no extra step cost (spex-ray calibrate); 0 = auto
-    # The simulated accelerator (backend: sim); see engines/sim.py.
+    # The simulated accelerator (backend: sim); see sim/settings.py.
     gpu: str = "h100"  # a6000 | a100-80g | h100 | h200
     tp: int = 1  # tensor parallel degree of one engine (sglang, sim)
     time_scale: float = 1.0  # wall seconds per modeled second; 0 = do not sleep
@@ -80,7 +80,7 @@ class PolicyConfig:
                 self.spec_decode in ("", "eagle", "eagle3", "mtp"), "policy.spec_decode", "'' | eagle | mtp"
             )
         if self.backend == "sim":
-            from spex_ray.engines.specs import GPUS
+            from spex_ray.hardware.specs import GPUS
 
             _check(self.gpu.lower() in GPUS, "policy.gpu", f"one of {', '.join(GPUS)}")
         _check(self.dtype in ("float32", "bfloat16", "float16"), "policy.dtype", "float32|bfloat16|float16")

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from spex_ray.allocator.policy import HIT_RATE_FLOOR, BudgetBook, Demand, share_slots, utility
-from spex_ray.allocator.roofline import decode_step_time, knee_concurrency, knee_from_measurements
-from spex_ray.engines.specs import GPUS, MODELS, GPUSpec, gpu_spec, model_spec
+from spex_ray.hardware.roofline import decode_step_time, knee_concurrency, knee_from_measurements
+from spex_ray.hardware.specs import GPUS, MODELS, GPUSpec, gpu_spec, model_spec
 from spex_ray.tree.budget import NoBudget, SpecBudget, StaticBudget
 
 

@@ -42,8 +42,8 @@ class Case:
 
 
 def _sim_case() -> Case:
-    from spex_ray.engines.sim import SimEngine
-    from spex_ray.engines.sim_workload import WorkloadParams, tokenize
+    from spex_ray.sim.engine import SimEngine
+    from spex_ray.sim.workload import WorkloadParams, tokenize
 
     def make():
         policy = PolicyConfig(backend="sim", max_batch_size=4)

@@ -46,7 +46,7 @@ def test_tensor_parallel_engines_reserve_one_strict_pack_bundle():
 
 def test_engine_actor_passes_its_name_to_engines_that_take_one():
     from spex_ray.actors.engine import build_engine
-    from spex_ray.engines.sim import SimEngine
+    from spex_ray.sim.engine import SimEngine
 
     engine = build_engine(PolicyConfig(backend="sim"), "engine-3")
     assert isinstance(engine, SimEngine)

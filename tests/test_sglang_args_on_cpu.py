@@ -365,8 +365,8 @@ def test_engine_reports_sglang_failures_as_errors(fake_sglang):
 
 
 def test_chat_knee_and_gpu_names(fake_sglang):
-    from spex_ray.engines.devices import gpu_key, model_key
     from spex_ray.engines.sglang import SGLangEngine, plain_chat, split_running
+    from spex_ray.hardware.devices import gpu_key, model_key
 
     engine = SGLangEngine(sglang_policy(model="org/model", max_batch_size=16))
     engine._tokenizer = FakeTokenizer()

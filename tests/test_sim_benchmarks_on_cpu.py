@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from sim_common import compare, markdown_table, roofline_tokens_per_s, sim_config  # noqa: E402
 
-from spex_ray.engines.sim_workload import sim_problems  # noqa: E402
+from spex_ray.sim.workload import sim_problems  # noqa: E402
 
 
 def test_compare_runs_baseline_variants_and_oracle_on_the_same_problems():

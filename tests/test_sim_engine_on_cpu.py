@@ -9,13 +9,16 @@ import statistics
 
 import pytest
 
-from spex_ray.allocator.roofline import knee_concurrency
 from spex_ray.config import Config, PolicyConfig
 from spex_ray.engines.base import Engine, FinishReason, GenRequest, Priority
-from spex_ray.engines.sim import SimClock, SimEngine, SimSettings
-from spex_ray.engines.sim_cache import PrefixCache
-from spex_ray.engines.sim_timing import IterationWork
-from spex_ray.engines.sim_workload import (
+from spex_ray.hardware.roofline import knee_concurrency
+from spex_ray.rewards.base import StepContext
+from spex_ray.sim.cache import PrefixCache
+from spex_ray.sim.engine import SimClock, SimEngine
+from spex_ray.sim.reward import SimReward
+from spex_ray.sim.settings import SimSettings
+from spex_ray.sim.timing import IterationWork
+from spex_ray.sim.workload import (
     WorkloadParams,
     extract_problem,
     gold_answer,
@@ -24,8 +27,6 @@ from spex_ray.engines.sim_workload import (
     sim_problems,
     tokenize,
 )
-from spex_ray.rewards.base import StepContext
-from spex_ray.rewards.sim import SimReward
 from spex_ray.tasks import build_messages, extract_answer
 from spex_ray.tasks.answers import answer_key
 from spex_ray.tree.search import QuerySearch

@@ -10,10 +10,11 @@ import pytest
 
 from spex_ray.allocator.local import LocalAllocator
 from spex_ray.config import Config
-from spex_ray.engines.sim_calibrate import calibrate, fit_answer_depth, fit_step_lengths
-from spex_ray.engines.sim_loop import DeadlockError, run_virtual
-from spex_ray.engines.sim_workload import sim_problems
-from spex_ray.simulate import kept_nodes, oracle, simulate
+from spex_ray.sim.calibrate import calibrate, fit_answer_depth, fit_step_lengths
+from spex_ray.sim.cluster import simulate
+from spex_ray.sim.loop import DeadlockError, run_virtual
+from spex_ray.sim.replay import kept_nodes, oracle
+from spex_ray.sim.workload import sim_problems
 
 
 def test_virtual_loop_jumps_to_timers_in_no_wall_time():

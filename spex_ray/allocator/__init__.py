@@ -1,6 +1,6 @@
-"""SPEX inter-query speculative budget: roofline knee, sharing policy, Ray actor, leases.
+"""SPEX inter-query speculative budget: sharing policy, Ray actor, leases, calibration.
 
-policy.py and roofline.py are Ray-free; the Ray parts (BudgetAllocator,
+policy.py is Ray-free (the knee it starts from is in spex_ray/hardware/); the Ray parts (BudgetAllocator,
 get_or_create_allocator, LeaseBudget) are imported lazily, on first access, so that
 `from spex_ray.allocator import share_slots` does not import Ray.
 """
@@ -17,13 +17,6 @@ from spex_ray.allocator.policy import (
     Grant,
     share_slots,
     utility,
-)
-from spex_ray.allocator.roofline import (
-    CalibratedKnee,
-    decode_step_time,
-    knee_concurrency,
-    knee_from_measurements,
-    max_sequences,
 )
 
 _LAZY = {
@@ -45,15 +38,10 @@ __all__ = [
     "HIT_RATE_FLOOR",
     "BudgetAllocator",
     "BudgetBook",
-    "CalibratedKnee",
     "Demand",
     "Grant",
     "LeaseBudget",
-    "decode_step_time",
     "get_or_create_allocator",
-    "knee_concurrency",
-    "knee_from_measurements",
-    "max_sequences",
     "share_slots",
     "utility",
 ]

@@ -6,9 +6,9 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from spex_ray.allocator.roofline import CalibratedKnee, knee_from_measurements
 from spex_ray.config import PolicyConfig
 from spex_ray.engines import ENGINES, GenRequest
+from spex_ray.hardware.roofline import CalibratedKnee, knee_from_measurements
 
 _PROMPT = [{"role": "user", "content": "Count slowly from one to one hundred, one number per line."}]
 

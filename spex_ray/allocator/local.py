@@ -1,7 +1,7 @@
 """LocalAllocator: the BudgetBook in the caller's process, for in-process simulation.
 
 The same policy as the BudgetAllocator actor (policy.py), without Ray: queries read their
-grant straight from the book, so a grant is never stale. spex_ray.simulate uses it to
+grant straight from the book, so a grant is never stale. spex_ray.sim.cluster uses it to
 model a cluster in modeled time; the Ray actor path (budget.py, lease.py) is what real
 runs use, and its costs (lease staleness, actor latency) are measured separately.
 """

@@ -13,7 +13,7 @@ from spex_ray.registry import Registry
 ENGINES = Registry("engine backend")
 ENGINES.register("hf", "spex_ray.engines.hf:HFEngine")
 ENGINES.register("sglang", "spex_ray.engines.sglang:SGLangEngine")
-ENGINES.register("sim", "spex_ray.engines.sim:SimEngine")
+ENGINES.register("sim", "spex_ray.sim.engine:SimEngine")
 
 __all__ = [
     "ENGINES",

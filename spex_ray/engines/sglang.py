@@ -30,10 +30,10 @@ from collections import Counter
 from typing import Any
 
 from spex_ray.engines.base import EngineLoad, GenRequest, GenResult, Priority, failed_result
-from spex_ray.engines.devices import cuda_device_name, gpu_key, model_key
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.engines.models import resolve_model
 from spex_ray.engines.sglang_args import generate_kwargs, nccl_port, score_rows, server_args, to_gen_result
+from spex_ray.hardware.devices import cuda_device_name, gpu_key, model_key
 
 log = logging.getLogger(__name__)
 
@@ -232,15 +232,15 @@ class SGLangEngine:
         )
 
     def knee(self) -> int:
-        """The roofline knee (allocator/roofline.py) for the detected GPU and a known model
+        """The roofline knee (hardware/roofline.py) for the detected GPU and a known model
         spec, at most max_batch_size; max_batch_size when either is unknown."""
         cap = self.policy.max_batch_size
         gpu = gpu_key(cuda_device_name())
         model = model_key(self.policy.model)
         if gpu is None or model is None:
             return cap
-        from spex_ray.allocator.roofline import knee_concurrency
-        from spex_ray.engines.specs import gpu_spec, model_spec
+        from spex_ray.hardware.roofline import knee_concurrency
+        from spex_ray.hardware.specs import gpu_spec, model_spec
 
         try:
             knee = knee_concurrency(gpu_spec(gpu).times(self.policy.tp), model_spec(model))

@@ -6,6 +6,6 @@ from spex_ray.rewards.base import Reward, StepContext
 REWARDS = Registry("reward")
 REWARDS.register("confidence", "spex_ray.rewards.confidence:ConfidenceReward")
 REWARDS.register("prm", "spex_ray.rewards.prm:PRMReward")
-REWARDS.register("sim", "spex_ray.rewards.sim:SimReward")
+REWARDS.register("sim", "spex_ray.sim.reward:SimReward")
 
 __all__ = ["REWARDS", "Reward", "StepContext"]

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spex_ray.registry import Registry
+
+# Datasets generated rather than read: name -> rows(limit, offset, seed) (dict rows, as in a file)
+GENERATED = Registry("generated dataset")
+GENERATED.register("sim", "spex_ray.sim.workload:sim_dataset")
+
 DATASET_FILES: dict[str, str] = {
     "gsm8k": "gsm8k_test.jsonl",
     "math500": "math500.jsonl",
@@ -110,16 +116,20 @@ def load_problems(
     id_field: str = "",
     limit: int = 0,
     offset: int = 0,
+    seed: int = 0,
 ) -> list[Problem]:
-    """Load problems from a named dataset or a .jsonl/.json (JSON lines) or .parquet file.
+    """Load problems from a named dataset (a file one, or a generated one such as ``sim``,
+    which takes ``seed``) or a .jsonl/.json (JSON lines) or .parquet file.
 
     ``offset`` rows are skipped, then at most ``limit`` rows are kept (0 = all). Field names
     default to auto-detection (see :func:`problems_from_items`).
     """
     if limit < 0 or offset < 0:
         raise ValueError(f"limit and offset must be >= 0 (got limit={limit}, offset={offset})")
-    path = resolve_dataset(source)
-    rows = _read_rows(path, limit=limit, offset=offset)
+    if source in GENERATED:
+        rows = GENERATED.build(source, limit, offset, seed)
+    else:
+        rows = _read_rows(resolve_dataset(source), limit=limit, offset=offset)
     return problems_from_items(rows, problem_field, answer_field, id_field, start_index=offset)
 
 

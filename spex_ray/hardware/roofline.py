@@ -31,20 +31,30 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from spex_ray.engines.specs import GPUSpec, ModelSpec
+from spex_ray.hardware.specs import GPUSpec, ModelSpec
 
 MEM_FRACTION = 0.9  # memory usable for weights + KV cache (the rest: activations, runtime)
 
 
+def pass_flops(model: ModelSpec, tokens: float, attention_tokens: float) -> float:
+    """FLOPs of one forward pass over `tokens` new tokens that together attend to
+    `attention_tokens` context positions: the matmuls plus QK^T and AV."""
+    return 2 * model.params_active * tokens + 4 * model.n_layers * model.hidden * attention_tokens
+
+
+def pass_bytes(model: ModelSpec, kv_tokens: float) -> float:
+    """Bytes one forward pass reads from memory: all weights plus `kv_tokens` cached tokens' KV."""
+    return model.weight_bytes + kv_tokens * model.kv_bytes_per_token
+
+
 def decode_flops(model: ModelSpec, batch: int, context_tokens: int) -> float:
     """FLOPs of one decode step of `batch` sequences with `context_tokens` of context each."""
-    per_seq = 2 * model.params_active + 4 * model.n_layers * model.hidden * context_tokens
-    return batch * per_seq
+    return pass_flops(model, batch, batch * context_tokens)
 
 
 def decode_bytes(model: ModelSpec, batch: int, context_tokens: int) -> float:
     """Bytes read from memory by one decode step: all weights plus every sequence's KV."""
-    return model.weight_bytes + batch * context_tokens * model.kv_bytes_per_token
+    return pass_bytes(model, batch * context_tokens)
 
 
 def decode_step_time(gpu: GPUSpec, model: ModelSpec, batch: int, context_tokens: int = 1024) -> float:

@@ -7,7 +7,7 @@ running sequences through the model once:
     bytes = params_total * bytes_per_param + kv_bytes_per_token * (KV tokens read)
     t     = max(FLOPs / (peak * eff), bytes / (bandwidth * eff)) + overhead
 
-(the same roofline as allocator/roofline.py, so the knee where compute time catches up
+(the roofline of hardware/roofline.py, so the knee where compute time catches up
 with memory time is that module's knee). A mixture-of-experts model costs its active
 parameters in FLOPs and all of them in bytes. With speculative decoding (EAGLE/MTP) each
 decoding sequence runs `verify_tokens` tokens through the target and the draft model adds
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from spex_ray.allocator.roofline import knee_concurrency
-from spex_ray.engines.specs import GPUSpec, ModelSpec
+from spex_ray.hardware.roofline import knee_concurrency, pass_bytes, pass_flops
+from spex_ray.hardware.specs import GPUSpec, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,12 @@ class TimingModel:
     # -- the roofline ------------------------------------------------------------------------
 
     def flops(self, work: IterationWork) -> float:
-        m = self.model
         tokens = work.prefill_tokens + work.decode_seqs * work.verify_tokens
         attention = work.prefill_attention + work.decode_context * work.verify_tokens
-        return 2 * m.params_active * tokens + 4 * m.n_layers * m.hidden * attention
+        return pass_flops(self.model, tokens, attention)
 
     def bytes(self, work: IterationWork) -> float:
-        kv_tokens = work.prefill_kv + work.decode_context
-        return self.model.weight_bytes + kv_tokens * self.model.kv_bytes_per_token
+        return pass_bytes(self.model, work.prefill_kv + work.decode_context)
 
     def compute_time(self, work: IterationWork) -> float:
         return self.flops(work) / (self.gpu.peak_flops * self.gpu.efficiency)
@@ -128,5 +126,5 @@ class TimingModel:
         return self.iteration_time(IterationWork(tokens, attention, cached + tokens))
 
     def knee(self, context_tokens: int = 1024) -> int:
-        """The roofline knee (allocator/roofline.py) of this GPU and model."""
+        """The roofline knee (hardware/roofline.py) of this GPU and model."""
         return knee_concurrency(self.gpu, self.model, context_tokens)

@@ -1,4 +1,4 @@
-"""Fit the simulated workload (sim_workload.WorkloadParams) to the trace of real runs.
+"""Fit the simulated workload (workload.WorkloadParams) to the trace of real runs.
 
 Two things of a real policy shape what SPEX can gain: how much step lengths vary (the
 slowest branch sets the pace of a reward barrier) and how deep answers appear (the number

@@ -5,10 +5,10 @@ requests (MAIN before SPEC; SPEC only while no MAIN waits), prefills the admitte
 uncached prompt tokens in chunks (a token budget per iteration; the iteration that
 completes a prefill also yields the first output token) and decodes one token of every
 other running sequence (about `accept_len` with EAGLE/MTP speculative decoding). The
-iteration's duration comes from the roofline timing model (sim_timing.py); what the
-tokens say comes from the synthetic workload (sim_workload.py), decided in full when a
+iteration's duration comes from the roofline timing model (timing.py); what the
+tokens say comes from the synthetic workload (workload.py), decided in full when a
 request arrives, so a request's text never depends on what else runs (lossless
-speculation). A prefix cache (sim_cache.py) over token ids makes shared prompt prefixes
+speculation). A prefix cache (cache.py) over token ids makes shared prompt prefixes
 free; a finished request's prompt and output are inserted, as SGLang's radix cache does.
 
 Time. The engine keeps a modeled clock: `clock()` = SIM_EPOCH (a fixed Unix-like epoch)
@@ -19,9 +19,9 @@ wall time, so real trees and actors can run against it; with time_scale 0 it onl
 to the event loop, modeled time advances by the iterations alone (idle gaps are free) and
 runs are reproducible. With time_scale > 0 the modeled clock also advances through idle
 periods (by wall gap / time_scale), so it stays in step with the wall clock. "Wall" is
-the running loop's time(): on a VirtualTimeLoop (sim_loop.py) it is modeled too, and a
+the running loop's time(): on a VirtualTimeLoop (loop.py) it is modeled too, and a
 whole cluster of engines with their searches runs in one process as a discrete-event
-simulation (spex_ray.simulate).
+simulation (spex_ray.sim.cluster).
 
 Abort frees the slot at once: a queued request resolves immediately with finish "abort";
 a running one resolves immediately with the tokens of the iterations already done (the
@@ -32,148 +32,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority
 from spex_ray.engines.meter import LoadMeter
-from spex_ray.engines.sim_cache import PrefixCache
-from spex_ray.engines.sim_timing import IterationWork, TimingModel
-from spex_ray.engines.sim_workload import (
-    StepPlan,
-    WorkloadParams,
-    plan_step,
-    render_chat,
-    tokenize,
-)
-from spex_ray.engines.specs import GPUSpec, ModelSpec, gpu_spec, model_spec
+from spex_ray.sim.cache import PrefixCache
+from spex_ray.sim.settings import SimSettings, load_workload
+from spex_ray.sim.timing import IterationWork
+from spex_ray.sim.workload import StepPlan, WorkloadParams, plan_step, render_chat, tokenize
 
 SIM_EPOCH = 1_700_000_000.0  # modeled time 0 (2023-11-14T22:13:20Z), fixed for reproducible traces
-SPEC_DECODE_DEFAULTS = {"eagle": 3.0, "mtp": 2.5}  # mean accepted tokens per verify step
-_SPEC_ALIASES = {"": "", "none": "", "off": "", "eagle": "eagle", "eagle3": "eagle", "mtp": "mtp"}
-
-
-def resolve_model_name(name: str) -> str:
-    """A MODELS key for `name`: "embedded" -> llama-3-8b; hub ids by their last part."""
-    key = name.strip().lower()
-    if key in ("", "embedded"):
-        return "llama-3-8b"
-    key = key.rstrip("/").split("/")[-1].replace("_", "-")
-    for candidate in (key, key.removeprefix("meta-"), key.removesuffix("-instruct")):
-        with contextlib.suppress(KeyError):
-            return model_spec(candidate).name
-    model_spec(key)  # raises the KeyError that lists the known models
-    return key
-
-
-@dataclass
-class SimSettings:
-    """The simulated engine's settings (see the module docstring and sim_timing.py).
-
-    accept_len 0 and draft_steps 0 mean the spec_decode method's defaults (eagle 3.0 /
-    mtp 2.5 accepted tokens; 3 draft steps). efficiency 0 means the GPU spec's (0.7).
-    """
-
-    gpu: str = "h100"
-    model: str = "llama-3-8b"
-    tp: int = 1
-    time_scale: float = 1.0
-    efficiency: float = 0.0
-    overhead_s: float = 0.004
-    max_batch_size: int = 256
-    prefill_chunk: int = 2048
-    spec_decode: str = ""
-    accept_len: float = 0.0
-    draft_cost: float = 0.1
-    draft_steps: int = 0
-    kv_fraction: float = 0.85
-    cache_block: int = 16
-    workload: WorkloadParams = field(default_factory=WorkloadParams)
-
-    def __post_init__(self) -> None:
-        method = str(self.spec_decode or "").strip().lower()
-        if method not in _SPEC_ALIASES:
-            raise ValueError(f"spec_decode must be one of '', eagle, mtp; got {self.spec_decode!r}")
-        self.spec_decode = _SPEC_ALIASES[method]
-        if self.spec_decode:
-            self.accept_len = self.accept_len or SPEC_DECODE_DEFAULTS[self.spec_decode]
-            self.draft_steps = self.draft_steps or 3
-        else:
-            self.accept_len, self.draft_steps = 1.0, 0
-        self.model = resolve_model_name(self.model)
-        gpu_spec(self.gpu)  # fail early on an unknown GPU
-        if self.tp < 1 or self.max_batch_size < 1 or self.prefill_chunk < 1 or self.cache_block < 1:
-            raise ValueError("tp, max_batch_size, prefill_chunk and cache_block must be >= 1")
-        if self.time_scale < 0 or self.overhead_s < 0 or self.draft_cost < 0:
-            raise ValueError("time_scale, overhead_s and draft_cost must be >= 0")
-        if not 0 <= self.efficiency <= 1:
-            raise ValueError("efficiency must be in [0, 1] (0 = the GPU spec's)")
-        if not 1 <= self.accept_len <= self.draft_steps + 1 or not 0 < self.kv_fraction <= 1:
-            raise ValueError("need 1 <= accept_len <= draft_steps + 1 and kv_fraction in (0, 1]")
-
-    @classmethod
-    def from_policy(cls, policy: Any, **overrides: Any) -> SimSettings:
-        """Settings from a PolicyConfig; fields it lacks keep their defaults.
-
-        Read: gpu, model ("embedded" -> llama-3-8b), tp (else int(num_gpus), at least 1),
-        time_scale, efficiency, overhead_s, max_batch_size, prefill_chunk, spec_decode,
-        accept_len, draft_cost, draft_steps, kv_fraction, and sim_workload (a mapping of
-        WorkloadParams fields, or the path of a JSON/YAML file of them; "" = defaults).
-        """
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in ("tp", "workload") and getattr(policy, f.name, None) is not None:
-                values[f.name] = getattr(policy, f.name)
-        tp = getattr(policy, "tp", None)
-        values["tp"] = int(tp) if tp else max(1, int(getattr(policy, "num_gpus", 0) or 0))
-        values["workload"] = load_workload(getattr(policy, "sim_workload", None))
-        values.update(overrides)
-        return cls(**values)
-
-    def gpu_spec(self) -> GPUSpec:
-        return gpu_spec(self.gpu)
-
-    def model_spec(self) -> ModelSpec:
-        return model_spec(self.model)
-
-    def timing(self) -> TimingModel:
-        return TimingModel(
-            self.gpu_spec(),
-            self.model_spec(),
-            tp=self.tp,
-            efficiency=self.efficiency,
-            overhead_s=self.overhead_s,
-            kv_fraction=self.kv_fraction,
-            draft_steps=self.draft_steps,
-            draft_cost=self.draft_cost if self.spec_decode else 0.0,
-        )
-
-
-def load_workload(source: WorkloadParams | Mapping[str, Any] | str | Path | None) -> WorkloadParams:
-    """WorkloadParams from params, a mapping, or a .json/.yaml file path (None or "" = defaults)."""
-    if isinstance(source, WorkloadParams):
-        return source
-    if not source:
-        return WorkloadParams()
-    if isinstance(source, Mapping):
-        return WorkloadParams.from_dict(source)
-    text = Path(source).read_text()
-    if str(source).endswith(".json"):
-        return WorkloadParams.from_dict(json.loads(text))
-    import yaml
-
-    return WorkloadParams.from_dict(yaml.safe_load(text))
 
 
 def _loop_time() -> float:
     """The running event loop's clock: time.monotonic() on a normal loop, modeled time on a
-    VirtualTimeLoop (sim_loop.py), where pacing then costs no wall time."""
+    VirtualTimeLoop (loop.py), where pacing then costs no wall time."""
     return asyncio.get_running_loop().time()
 
 
@@ -334,7 +211,7 @@ class SimEngine:
         )
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
-        """ "<|system|>\\n...\\n<|user|>\\n...\\n<|assistant|>\\n" (sim_workload.render_chat)."""
+        """ "<|system|>\\n...\\n<|user|>\\n...\\n<|assistant|>\\n" (workload.render_chat)."""
         return render_chat(messages)
 
     async def close(self) -> None:

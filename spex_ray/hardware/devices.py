@@ -17,7 +17,7 @@ def gpu_key(device_name: str | None) -> str | None:
 
 def model_key(model: str) -> str | None:
     """The engines/specs.py model of a hub id or path, when there is one (else None)."""
-    from spex_ray.engines.specs import MODELS
+    from spex_ray.hardware.specs import MODELS
 
     name = model.rstrip("/").split("/")[-1].lower().replace("_", "-")
     for candidate in (name, name.removeprefix("meta-"), name.removesuffix("-instruct")):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import random
 
-from spex_ray.engines.sim_workload import parse_z
 from spex_ray.rewards.base import StepContext
 from spex_ray.rewards.confidence import ConfidenceReward
+from spex_ray.sim.workload import parse_z
 
 DEFAULT_NOISE = 0.1
 

@@ -2,23 +2,18 @@
 
 `simulate(config, problems, gpus=N)` runs the real per-query pipeline (solution.solve_problem:
 QuerySearch with speculation and early termination, the reward, grading) against N
-SimEngines on a VirtualTimeLoop (engines/sim_loop.py), with the allocator's policy
+SimEngines on a VirtualTimeLoop (sim/loop.py), with the allocator's policy
 in-process (allocator/local.py). Modeled time is the loop's clock: engine iterations take
 their roofline time and everything else takes none, so a run is a deterministic
 discrete-event simulation and SPEX vs baseline ratios are pure modeled figures. The Ray
 path (actors, leases) runs the same engines in real time (policy.time_scale) and is where
 orchestration overhead is measured.
-
-`oracle(config, problems, baseline)` replays the trees of a baseline run with perfect
-foresight: every node the search will keep is requested the moment its parent's step is
-generated, with no barrier and no slot limit, the upper bound of what speculation can gain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,14 +21,12 @@ from typing import Any
 from spex_ray.allocator.local import LocalAllocator
 from spex_ray.config import Config
 from spex_ray.engines.base import GenRequest, GenResult
-from spex_ray.engines.sim import SimEngine
-from spex_ray.engines.sim_loop import run_virtual
 from spex_ray.rewards import REWARDS
-from spex_ray.solution import Solution, query_seed, solve_problem
-from spex_ray.tasks import Problem, build_messages, problems_from_items
+from spex_ray.sim.engine import SimEngine
+from spex_ray.sim.loop import run_virtual
+from spex_ray.solution import Solution, solve_problem
+from spex_ray.tasks import Problem, problems_from_items
 from spex_ray.tree.budget import SpecBudget
-from spex_ray.tree.node import ROOT_ID, Node
-from spex_ray.tree.search import QuerySearch
 
 MAIN_REPORT_S = 0.02  # how often an engine reports MAIN in flight to the allocator (as EngineActor)
 
@@ -70,20 +63,13 @@ def as_problems(rows: Sequence[Problem | dict[str, Any]]) -> list[Problem]:
 
 def simulate(config: Config, problems: Sequence[Problem | dict[str, Any]], gpus: int = 1) -> SimRun:
     """Solve `problems` on `gpus` simulated engines, run.concurrency queries in flight at once."""
-    return run_virtual(_simulate(_sim_config(config), as_problems(problems), gpus))
-
-
-def oracle(
-    config: Config, problems: Sequence[Problem | dict[str, Any]], baseline: SimRun, gpus: int = 1
-) -> SimRun:
-    """Replay `baseline`'s trees with perfect foresight (see the module docstring)."""
-    return run_virtual(_oracle(_sim_config(config), as_problems(problems), baseline, gpus))
+    return run_virtual(_simulate(sim_config(config), as_problems(problems), gpus))
 
 
 # ----------------------------------------------------------------------------- the batch
 
 
-def _sim_config(config: Config) -> Config:
+def sim_config(config: Config) -> Config:
     config = dataclasses.replace(
         config, policy=dataclasses.replace(config.policy, backend="sim", time_scale=1.0)
     )
@@ -157,7 +143,7 @@ Solve = Callable[
 ]
 
 
-async def _batch(config: Config, problems: list[Problem], gpus: int, solve: Solve) -> SimRun:
+async def run_batch(config: Config, problems: list[Problem], gpus: int, solve: Solve) -> SimRun:
     """Run `solve` for every problem, run.concurrency at a time, each pinned to the engine
     with the fewest live queries; modeled makespan and per-query latencies."""
     cluster = _Cluster(config, gpus)
@@ -190,7 +176,7 @@ async def _simulate(config: Config, problems: list[Problem], gpus: int) -> SimRu
     async def solve(problem, client, reward, budget):
         return await solve_problem(problem, config, client, reward, budget)
 
-    return await _batch(config, problems, gpus, solve)
+    return await run_batch(config, problems, gpus, solve)
 
 
 def _run(problems, results, makespan, cluster, latencies) -> SimRun:
@@ -207,57 +193,3 @@ def _run(problems, results, makespan, cluster, latencies) -> SimRun:
         mean_decode_context=sum(e.decode_context_total for e in cluster.engines)
         / max(1, sum(e.decode_seq_steps for e in cluster.engines)),
     )
-
-
-# ----------------------------------------------------------------------------- the oracle
-
-
-def kept_nodes(trace: list[dict[str, Any]]) -> list[str]:
-    """The ids of the nodes a search put in its tree (primary or promoted requests)."""
-    return [row["node"] for row in trace if row["outcome"] in ("used", "promoted")]
-
-
-async def _oracle(config: Config, problems: list[Problem], baseline: SimRun, gpus: int) -> SimRun:
-    config = dataclasses.replace(config, spex=dataclasses.replace(config.spex, speculate=False))
-
-    async def solve(problem, client, reward, budget):
-        return await _replay(problem, config, client, reward, kept_nodes(baseline.traces[problem.id]))
-
-    run = await _batch(config, problems, gpus, solve)
-    graded = {s.id: s for s in baseline.solutions}
-    for solution in run.solutions:  # the same tree as the baseline's, so the same answer
-        solution.answer, solution.correct = graded[solution.id].answer, graded[solution.id].correct
-    return run
-
-
-async def _replay(
-    problem: Problem, config: Config, client: _Client, reward: Any, node_ids: list[str]
-) -> tuple[Solution, list[dict[str, Any]]]:
-    """Generate exactly the nodes `node_ids`, each as soon as its parent exists."""
-    seed = query_seed(config.run.seed, problem.id)
-    prompt = await client.render_chat(build_messages(problem.problem))
-    search = QuerySearch(problem.id, problem.problem, prompt, config, client, reward, seed)
-    children: dict[str, list[int]] = defaultdict(list)
-    for node_id in node_ids:
-        parent_id, _, k = node_id.rpartition(".")
-        children[parent_id].append(int(k))
-
-    async def grow(node: Node) -> None:
-        await asyncio.gather(*(expand(node, k) for k in sorted(children.get(node.id, []))))
-
-    async def expand(parent: Node, k: int) -> None:
-        request = search.request(parent, k)
-        result = await client.generate(request)
-        search.tokens_main += result.completion_tokens
-        child = await search.score_child(parent, k, result)
-        search.trace.append(search.trace_row(request, result, parent.child_id(k), "used", child))
-        search.tree.attach(child)
-        await grow(child)
-
-    assert search.tree.root.id == ROOT_ID
-    await grow(search.tree.root)
-    solution = Solution(id=problem.id, problem=problem.problem, gold=problem.gold, seed=seed)
-    solution.tokens_main = search.tokens_main
-    solution.nodes = len(search.tree) - 1
-    solution.requests = len(search.trace)
-    return solution, search.trace

@@ -1,0 +1,81 @@
+"""`oracle(config, problems, baseline)` replays the trees of a baseline run with perfect
+foresight: every node the search will keep is requested the moment its parent's step is
+generated, with no barrier and no slot limit, the upper bound of what speculation can gain.
+
+The replay uses the search's own step generator (tree/expand.py), so each node is the very
+request, score and trace row of the baseline's search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from spex_ray.config import Config
+from spex_ray.sim.cluster import SimRun, as_problems, run_batch, sim_config
+from spex_ray.sim.loop import run_virtual
+from spex_ray.solution import ChatEngineClient, Solution, query_seed
+from spex_ray.tasks import Problem, build_messages
+from spex_ray.tree.node import ROOT_ID, Node
+from spex_ray.tree.search import QuerySearch
+
+
+def oracle(
+    config: Config, problems: Sequence[Problem | dict[str, Any]], baseline: SimRun, gpus: int = 1
+) -> SimRun:
+    """Replay `baseline`'s trees with perfect foresight (see the module docstring)."""
+    return run_virtual(_oracle(sim_config(config), as_problems(problems), baseline, gpus))
+
+
+def kept_nodes(trace: list[dict[str, Any]]) -> list[str]:
+    """The ids of the nodes a search put in its tree (primary or promoted requests)."""
+    return [row["node"] for row in trace if row["outcome"] in ("used", "promoted")]
+
+
+async def _oracle(config: Config, problems: list[Problem], baseline: SimRun, gpus: int) -> SimRun:
+    config = dataclasses.replace(config, spex=dataclasses.replace(config.spex, speculate=False))
+
+    async def solve(problem, client, reward, budget):
+        return await _replay(problem, config, client, reward, kept_nodes(baseline.traces[problem.id]))
+
+    run = await run_batch(config, problems, gpus, solve)
+    graded = {s.id: s for s in baseline.solutions}
+    for solution in run.solutions:  # the same tree as the baseline's, so the same answer
+        solution.answer, solution.correct = graded[solution.id].answer, graded[solution.id].correct
+    return run
+
+
+async def _replay(
+    problem: Problem, config: Config, client: ChatEngineClient, reward: Any, node_ids: list[str]
+) -> tuple[Solution, list[dict[str, Any]]]:
+    """Generate exactly the nodes `node_ids`, each as soon as its parent exists."""
+    seed = query_seed(config.run.seed, problem.id)
+    prompt = await client.render_chat(build_messages(problem.problem))
+    search = QuerySearch(problem.id, problem.problem, prompt, config, client, reward, seed)
+    children: dict[str, list[int]] = defaultdict(list)
+    for node_id in node_ids:
+        parent_id, _, k = node_id.rpartition(".")
+        children[parent_id].append(int(k))
+
+    async def grow(node: Node) -> None:
+        await asyncio.gather(*(expand(node, k) for k in sorted(children.get(node.id, []))))
+
+    async def expand(parent: Node, k: int) -> None:
+        request = search.request(parent, k)
+        result = await client.generate(request)
+        search.tokens_main += result.completion_tokens
+        child = await search.score_child(parent, k, result)
+        search.trace.append(search.trace_row(request, result, parent.child_id(k), "used", child))
+        search.tree.attach(child)
+        await grow(child)
+
+    assert search.tree.root.id == ROOT_ID
+    await grow(search.tree.root)
+    solution = Solution(id=problem.id, problem=problem.problem, gold=problem.gold, seed=seed)
+    solution.tokens_main = search.tokens_main
+    solution.nodes = len(search.tree) - 1
+    solution.requests = len(search.trace)
+    return solution, search.trace
