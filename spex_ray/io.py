@@ -4,8 +4,10 @@ restarted run resumes where it stopped."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,62 @@ TRACE_JOURNAL = "trace.jsonl"
 RESULTS_FILE = "results.parquet"
 TRACE_FILE = "trace.parquet"
 CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class TraceRow:
+    """One engine request of a search: a row of trace.parquet (the trace schema, written once).
+
+    `node` is the child the request generated; `depth`, `terminal` and `answered` describe
+    that child once scored (None when the request produced no child: failed or aborted
+    before it finished), which workload calibration reads. `kind` is main or spec;
+    `outcome` is used (primary), promoted (speculative, kept), wasted (speculative,
+    finished but dropped) or aborted. Times are the engine's (wall, or modeled on sim).
+    """
+
+    query: str
+    node: str
+    depth: int
+    terminal: bool | None
+    answered: bool | None
+    request_id: str
+    kind: str
+    outcome: str
+    seed: int | None
+    finish_reason: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    enqueue_time: float
+    start_time: float
+    end_time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+TRACE_COLUMNS = tuple(f.name for f in dataclasses.fields(TraceRow))
+
+
+@dataclass
+class SearchStats:
+    """What one query's search cost and built; shared by the search outcome and the result row.
+
+    `spec_hit_rate` is the share of resolved speculative children the search kept
+    (promoted / promoted + wasted + aborted); it is not the usefulness EMA that speculation
+    reports to the allocator.
+    """
+
+    tokens_main: int = 0
+    tokens_spec: int = 0
+    tokens_wasted: int = 0
+    requests: int = 0
+    spec_requests: int = 0
+    spec_hit_rate: float = 0.0
+    nodes: int = 0
+    depth: int = 0
+    leaves: int = 0
+    early_stopped: bool = False
 
 
 class RunWriter:
