@@ -60,9 +60,9 @@ TRACE_COLUMNS = tuple(f.name for f in dataclasses.fields(TraceRow))
 class SearchStats:
     """What one query's search cost and built; shared by the search outcome and the result row.
 
-    `spec_hit_rate` is the share of resolved speculative children the search kept
-    (promoted / promoted + wasted + aborted); it is not the usefulness EMA that speculation
-    reports to the allocator.
+    `hit_rate` is the share of resolved speculative children the search kept (promoted /
+    (promoted + wasted + aborted)); the usefulness EMA that speculation reports to the
+    allocator is another number, called usefulness.
     """
 
     tokens_main: int = 0
@@ -70,7 +70,7 @@ class SearchStats:
     tokens_wasted: int = 0
     requests: int = 0
     spec_requests: int = 0
-    spec_hit_rate: float = 0.0
+    hit_rate: float = 0.0
     nodes: int = 0
     depth: int = 0
     leaves: int = 0
