@@ -55,6 +55,13 @@ def test_build_messages() -> None:
     assert messages[1]["content"] == "What is 1+1?"
     assert "\\boxed{" in SYSTEM_PROMPT
     assert STEP_DELIMITER == "\n\n"
+    assert "blank line" in SYSTEM_PROMPT
+
+
+def test_system_prompt_names_the_step_delimiter() -> None:
+    assert "a line break" in build_messages("x", "\n")[0]["content"]
+    assert "'<step>'" in build_messages("x", "<step>")[0]["content"]
+    assert "blank line" not in build_messages("x", "<step>")[0]["content"]
 
 
 # --------------------------------------------------------------------------- extraction
