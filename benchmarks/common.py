@@ -46,7 +46,7 @@ def run_once(label: str, overrides: list[str], args: argparse.Namespace, concurr
         "spec_tokens": spec,
         "wasted_tokens": sum(s.tokens_wasted for s in solutions),
         "hit_rate": _mean([s.hit_rate for s in solutions if s.spec_requests]),
-        "early_stopped": sum(s.early_stopped for s in solutions),
+        "early_stops": sum(s.early_stopped for s in solutions),
         "occupancy": stats.get("mean_batch_occupancy", 0.0),
         "elapsed_s": result.elapsed_s,
         "answers": [s.answer for s in solutions],

@@ -89,7 +89,7 @@ def measure(run: SimRun, baseline: SimRun | None, config: Config, **labels: Any)
         "problems": len(solutions),
         "qpm": qpm,
         "speedup": qpm / baseline.questions_per_minute if baseline else 1.0,
-        "accuracy": run.accuracy,
+        "accuracy": run.accuracy,  # None only when nothing was graded (sim problems all have gold)
         "hit_rate": sum(s.hit_rate for s in spec_queries) / len(spec_queries) if spec_queries else 0.0,
         "spec_tokens": run.total("tokens_spec"),
         "wasted_tokens": run.total("tokens_wasted"),
@@ -139,9 +139,13 @@ def compare(
     for row in rows:
         log(
             f"{target} | {search} | c{concurrency} x{gpus} | {row['variant']}: {row['qpm']:.1f} q/min, "
-            f"{row['speedup']:.2f}x, acc {row['accuracy']:.0%}"
+            f"{row['speedup']:.2f}x, acc {_percent(row['accuracy'])}"
         )
     return rows
+
+
+def _percent(share: float | None) -> str:
+    return f"{share:.0%}" if share is not None else "ungraded"
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -20,12 +20,12 @@ import tempfile
 from collections import defaultdict
 from typing import Any
 
-import pyarrow.parquet as pq
 import ray
 from sim_common import VARIANTS, compare, markdown_table, problems_for, save, sim_config
 
 from spex_ray.allocator.budget import ALLOCATOR_NAME
 from spex_ray.api import solve
+from spex_ray.io import TraceRow, read_trace
 
 TARGET = "H100 + Llama-3-8B"
 
@@ -108,7 +108,7 @@ def _on_ray(search: str, per_gpu: int, gpus: int, problems: list[dict], time_sca
         raise RuntimeError(f"{len(failed)} queries failed on Ray, e.g. {failed[0]}")
     latency = sum(s.latency_s for s in result.solutions) / len(result.solutions) / time_scale
     stats = result.allocator_stats["latency"]
-    outside, span = time_outside_engine(pq.read_table(result.trace_path).to_pylist())
+    outside, span = time_outside_engine(read_trace(result.output_dir))
     return {
         "latency_s": latency,
         "outside_engine": outside / span if span else 0.0,
@@ -118,12 +118,12 @@ def _on_ray(search: str, per_gpu: int, gpus: int, problems: list[dict], time_sca
     }
 
 
-def time_outside_engine(trace: list[dict[str, Any]]) -> tuple[float, float]:
+def time_outside_engine(trace: list[TraceRow]) -> tuple[float, float]:
     """(modeled seconds a query had no request in its engine, modeled seconds from its first
     request to its last), summed over queries: what the tree, Ray calls and leases add."""
     by_query: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for row in trace:
-        by_query[row["query"]].append((row["enqueue_time"], row["end_time"]))
+        by_query[row.query].append((row.enqueue_time, row.end_time))
     outside = span = 0.0
     for intervals in by_query.values():
         intervals.sort()

@@ -73,7 +73,7 @@ def _table(search: str, concurrency: int, rows: dict[str, list[dict]], names: li
         lines.append(
             f"| {search} | {concurrency} | {name} | {mean(name, 'qpm'):.2f} | {ratio:.2f}x "
             f"| {mean(name, 'accuracy'):.0%} | {mean(name, 'hit_rate'):.2f} | {mean(name, 'spec_tokens'):.0f} "
-            f"| {mean(name, 'wasted_tokens'):.0f} | {mean(name, 'early_stopped'):.1f} |"
+            f"| {mean(name, 'wasted_tokens'):.0f} | {mean(name, 'early_stops'):.1f} |"
         )
     return lines
 

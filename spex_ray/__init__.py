@@ -28,7 +28,7 @@ def __getattr__(name: str) -> Any:
 
         return Problem
     if name == "Solution":
-        from spex_ray.solution import Solution
+        from spex_ray.io import Solution
 
         return Solution
     raise AttributeError(f"module 'spex_ray' has no attribute {name!r}")

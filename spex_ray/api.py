@@ -21,41 +21,44 @@ from spex_ray.actors.engine import EngineActor
 from spex_ray.actors.pool import policy_resources, remove_groups, start_actors
 from spex_ray.actors.reward import start_reward_actors
 from spex_ray.actors.tree import TreeActor
+from spex_ray.batch import BatchResult
 from spex_ray.config import Config
-from spex_ray.io import CONFIG_FILE, RunWriter
+from spex_ray.io import (
+    CONFIG_FILE,
+    ERROR_TAIL_CHARS,
+    RESULTS_FILE,
+    TRACE_FILE,
+    RunWriter,
+    Solution,
+    TraceRow,
+    exception_message,
+)
 from spex_ray.progress import Progress
-from spex_ray.solution import Solution
 from spex_ray.tasks import Problem, load_problems, problems_from_items
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class RunResult:
-    """The solutions of a batch (input order) and where its files are."""
+class RunResult(BatchResult):
+    """The solutions of a batch run on Ray (input order) and where its files are."""
 
-    solutions: list[Solution]
     output_dir: Path
-    elapsed_s: float
+    elapsed_s: float  # wall seconds of solve(), starting Ray and the actors included
     engine_stats: list[dict[str, Any]] = field(default_factory=list)
     allocator_stats: dict[str, Any] = field(default_factory=dict)  # BudgetAllocator.snapshot()
 
     @property
+    def duration_s(self) -> float:
+        return self.elapsed_s
+
+    @property
     def results_path(self) -> Path:
-        return self.output_dir / "results.parquet"
+        return self.output_dir / RESULTS_FILE
 
     @property
     def trace_path(self) -> Path:
-        return self.output_dir / "trace.parquet"
-
-    @property
-    def accuracy(self) -> float | None:
-        graded = [s.correct for s in self.solutions if s.correct is not None]
-        return sum(graded) / len(graded) if graded else None
-
-    @property
-    def questions_per_minute(self) -> float:
-        return 60.0 * len(self.solutions) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.output_dir / TRACE_FILE
 
 
 def solve(
@@ -80,8 +83,8 @@ def solve(
     finally:
         writer.finalize()
         writer.close()
-    rows = {row["id"]: row for row in writer.previous_rows()}
-    solutions = [Solution.from_row(rows[p.id]) for p in batch if p.id in rows]
+    finished = {solution.id: solution for solution in writer.solutions()}
+    solutions = [finished[p.id] for p in batch if p.id in finished]
     return RunResult(solutions, writer.dir, time.time() - started, stats, allocator_stats)
 
 
@@ -180,21 +183,18 @@ def _stream(
             in_flight[tree.solve.remote(problem, admitted)] = problem
         ready, _ = ray.wait(list(in_flight), num_returns=1)
         problem = in_flight.pop(ready[0])
-        row, trace = _collect(ready[0], problem)
-        writer.write(row, trace)
-        progress.update(row)
+        solution, trace = _collect(ready[0], problem)
+        writer.write(solution, trace)
+        progress.update(solution)
 
 
-def _collect(ref: Any, problem: Problem) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The row of a finished query; a crashed actor call becomes that problem's error row."""
+def _collect(ref: Any, problem: Problem) -> tuple[Solution, list[TraceRow]]:
+    """The result of a finished query; a crashed actor call becomes that problem's error row."""
     try:
         return ray.get(ref)
     except Exception as exc:  # noqa: BLE001 - any failure fails this row only
         log.warning("problem %s failed: %s", problem.id, exc)
-        error = f"{type(exc).__name__}: {str(exc)[-2000:]}"
-        return Solution(
-            id=problem.id, problem=problem.problem, gold=problem.gold, status="error", error=error
-        ).to_row(), []
+        return Solution.failed(problem, exception_message(exc, tail=ERROR_TAIL_CHARS)), []
 
 
 def _engine_stats(load: Any) -> dict[str, Any]:

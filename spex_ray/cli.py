@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from spex_ray.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from spex_ray.api import RunResult
 
 DEMO_PROBLEMS = [
     {
@@ -121,7 +125,7 @@ def _run(problems, config: Config) -> int:
     return 0 if all(s.status == "ok" for s in result.solutions) else 1
 
 
-def _print_summary(result) -> None:
+def _print_summary(result: RunResult) -> None:
     print()
     for s in result.solutions:
         if s.status != "ok":

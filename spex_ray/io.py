@@ -1,24 +1,28 @@
-"""Run outputs: results.parquet (one row per problem) and trace.parquet (one row per
-engine request), journaled as JSON lines first so a crash loses no finished result and a
-restarted run resumes where it stopped."""
+"""Run outputs: results.parquet (one Solution per problem) and trace.parquet (one TraceRow
+per engine request), their record types defined once here, journaled as JSON lines first so
+a crash loses no finished result and a restarted run resumes where it stopped."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from spex_ray.tasks import Problem
 
 RESULTS_JOURNAL = "results.jsonl"
 TRACE_JOURNAL = "trace.jsonl"
 RESULTS_FILE = "results.parquet"
 TRACE_FILE = "trace.parquet"
 CONFIG_FILE = "config.yaml"
+ERROR_TAIL_CHARS = 2000  # of a traceback (or a remote error's message) an error row keeps
 
 
 @dataclass
@@ -52,11 +56,16 @@ class TraceRow:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> TraceRow:
+        """The record of a trace.parquet (or journal) row, read column by column."""
+        return cls(**{name: row[name] for name in TRACE_COLUMNS})
+
 
 TRACE_COLUMNS = tuple(f.name for f in dataclasses.fields(TraceRow))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SearchStats:
     """What one query's search cost and built; shared by the search outcome and the result row.
 
@@ -75,6 +84,79 @@ class SearchStats:
     depth: int = 0
     leaves: int = 0
     early_stopped: bool = False
+
+
+STATS_COLUMNS = tuple(f.name for f in dataclasses.fields(SearchStats))
+
+
+@dataclass(kw_only=True)
+class Solution(SearchStats):
+    """The result row of one problem: the stats of its search (SearchStats) plus what was
+    asked, answered and graded; a row of results.parquet, columns in RESULT_COLUMNS order.
+
+    `status` is ok or error (then `error` says why). `latency_s` is wall seconds from the
+    search's start on Ray, modeled seconds from admission in the simulator.
+    """
+
+    id: str
+    problem: str
+    gold: str | None = None
+    answer: str | None = None
+    correct: bool | None = None
+    status: str = "ok"
+    error: str | None = None
+    algorithm: str = ""
+    seed: int = 0
+    latency_s: float = 0.0
+    answer_weight: float = 0.0
+    candidates: list[str] = field(default_factory=list)
+
+    @classmethod
+    def failed(
+        cls, problem: Problem, message: str, detail: str = "", *, algorithm: str = "", seed: int = 0
+    ) -> Solution:
+        """The error row of `problem`: `message` whole, then on a line of its own the last
+        ERROR_TAIL_CHARS characters of `detail` (a traceback) when there is one."""
+        error = f"{message}\n{detail[-ERROR_TAIL_CHARS:]}" if detail else message
+        return cls(
+            id=problem.id,
+            problem=problem.problem,
+            gold=problem.gold,
+            algorithm=algorithm,
+            seed=seed,
+            status="error",
+            error=error,
+        )
+
+    def set_stats(self, stats: SearchStats) -> None:
+        """Take every field of the search's stats."""
+        for name in STATS_COLUMNS:
+            setattr(self, name, getattr(stats, name))
+
+    def to_row(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        return {name: values[name] for name in RESULT_COLUMNS}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Solution:
+        """The Solution of a results row; columns it does not know are ignored, missing ones
+        take their defaults (journals of older runs read as they were written)."""
+        return cls(**{name: value for name, value in row.items() if name in _RESULT_NAMES})
+
+
+RESULT_COLUMNS = (  # the column order of results.parquet
+    "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
+    "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
+    "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
+)  # fmt: skip
+_RESULT_NAMES = frozenset(RESULT_COLUMNS)
+
+
+def exception_message(exc: BaseException, tail: int | None = None) -> str:
+    """`Type: message` of an exception; with `tail`, only the last `tail` characters of the
+    message (a Ray error's message carries the whole remote traceback)."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message[-tail:] if tail else message}"
 
 
 class RunWriter:
@@ -109,15 +191,17 @@ class RunWriter:
     def done_ids(self) -> set[str]:
         return {row["id"] for row in self._rows}
 
-    def previous_rows(self) -> list[dict[str, Any]]:
-        return list(self._rows)
+    def solutions(self) -> list[Solution]:
+        """The rows journaled so far (kept from before a resume, then written), in order."""
+        return [Solution.from_row(row) for row in self._rows]
 
-    def write(self, row: dict[str, Any], trace: list[dict[str, Any]]) -> None:
+    def write(self, solution: Solution, trace: Sequence[TraceRow]) -> None:
         """Journal one finished problem and its requests; durable when this returns."""
         for record in trace:
-            self._trace.write(json.dumps(record, default=str) + "\n")
+            self._trace.write(_json_line(record.to_dict()))
         _flush(self._trace)
-        self._results.write(json.dumps(row, default=str) + "\n")
+        row = solution.to_row()
+        self._results.write(_json_line(row))
         _flush(self._results)
         self._rows.append(row)
 
@@ -136,7 +220,16 @@ def read_results(output_dir: str | Path) -> list[dict[str, Any]]:
     return pq.read_table(Path(output_dir) / RESULTS_FILE).to_pylist()
 
 
-def _flush(handle: Any) -> None:
+def read_trace(output_dir: str | Path) -> list[TraceRow]:
+    """Requests of a finished run's trace.parquet."""
+    return [TraceRow.from_dict(row) for row in pq.read_table(Path(output_dir) / TRACE_FILE).to_pylist()]
+
+
+def _json_line(row: Mapping[str, Any]) -> str:
+    return json.dumps(row, default=str) + "\n"
+
+
+def _flush(handle: IO[str]) -> None:
     handle.flush()
     os.fsync(handle.fileno())
 
@@ -161,7 +254,7 @@ def _drop_failed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _rewrite_journal(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row, default=str) + "\n" for row in rows))
+    tmp.write_text("".join(_json_line(row) for row in rows))
     tmp.replace(path)
 
 

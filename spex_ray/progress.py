@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+
+from spex_ray.io import Solution
 
 
 class Progress:
@@ -25,16 +26,16 @@ class Progress:
 
             self._bar = tqdm(total=total, initial=already_done, unit="q", desc="solving", file=sys.stderr)
 
-    def update(self, row: dict[str, Any]) -> None:
+    def update(self, solution: Solution) -> None:
         self.done += 1
-        if row.get("correct") is not None:
+        if solution.correct is not None:
             self.graded += 1
-            self.correct += bool(row["correct"])
+            self.correct += bool(solution.correct)
         if self._bar is not None:
             self._bar.set_postfix_str(self._postfix(), refresh=False)
             self._bar.update(1)
         elif self.mode == "log":
-            print(self._line(row), file=sys.stderr, flush=True)
+            print(self._line(solution), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -43,12 +44,12 @@ class Progress:
     def _postfix(self) -> str:
         return f"acc {self.correct}/{self.graded}" if self.graded else ""
 
-    def _line(self, row: dict[str, Any]) -> str:
+    def _line(self, solution: Solution) -> str:
         elapsed = time.time() - self.started
-        if row.get("status") != "ok":
-            first_line = str(row.get("error") or "").splitlines()[:1]
+        if solution.status != "ok":
+            first_line = (solution.error or "").splitlines()[:1]
             outcome = f"ERROR {first_line[0] if first_line else ''}"
         else:
-            mark = {True: "correct", False: "wrong", None: "ungraded"}[row.get("correct")]
-            outcome = f"answer={row.get('answer')!r} ({mark}) {row.get('latency_s', 0.0):.1f}s"
-        return f"[{self.done}/{self.total} {elapsed:.0f}s] {row.get('id')}: {outcome} {self._postfix()}"
+            mark = {True: "correct", False: "wrong", None: "ungraded"}[solution.correct]
+            outcome = f"answer={solution.answer!r} ({mark}) {solution.latency_s:.1f}s"
+        return f"[{self.done}/{self.total} {elapsed:.0f}s] {solution.id}: {outcome} {self._postfix()}"

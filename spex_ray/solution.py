@@ -2,54 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from spex_ray.config import Config
+from spex_ray.io import Solution, TraceRow, exception_message
 from spex_ray.rewards.base import Reward
 from spex_ray.tasks import Problem, build_messages, is_correct
 from spex_ray.tree.budget import SpecBudget
 from spex_ray.tree.search import EngineClient, QuerySearch
 from spex_ray.tree.seeds import child_seed
-
-
-@dataclass
-class Solution:
-    """The result row of one problem (the columns of results.parquet)."""
-
-    id: str
-    problem: str
-    gold: str | None = None
-    answer: str | None = None
-    correct: bool | None = None
-    status: str = "ok"  # ok | error
-    error: str | None = None
-    algorithm: str = ""
-    seed: int = 0
-    tokens_main: int = 0
-    tokens_spec: int = 0
-    tokens_wasted: int = 0
-    requests: int = 0
-    spec_requests: int = 0
-    hit_rate: float = 0.0
-    latency_s: float = 0.0
-    nodes: int = 0
-    depth: int = 0
-    leaves: int = 0
-    early_stopped: bool = False
-    answer_weight: float = 0.0
-    candidates: list[str] = field(default_factory=list)
-
-    def to_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Solution:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in names})
 
 
 class ChatEngineClient(EngineClient, Protocol):
@@ -69,7 +32,7 @@ async def solve_problem(
     engine: ChatEngineClient,
     reward: Reward,
     budget: SpecBudget | None = None,
-) -> tuple[Solution, list[dict[str, Any]]]:
+) -> tuple[Solution, list[TraceRow]]:
     """Search one problem and grade it; any failure becomes an error row, never an exception."""
     seed = query_seed(config.run.seed, problem.id)
     solution = Solution(
@@ -80,14 +43,17 @@ async def solve_problem(
         seed=seed,
     )
     if problem.error:
-        return _failed(solution, problem.error), []
+        return Solution.failed(problem, problem.error, algorithm=solution.algorithm, seed=seed), []
     started = time.time()
     try:
         prompt = await engine.render_chat(build_messages(problem.problem))
         search = QuerySearch(problem.id, problem.problem, prompt, config, engine, reward, seed, budget)
         outcome = await search.run()
     except Exception as exc:  # one bad problem fails its row, not the batch
-        return _failed(solution, f"{type(exc).__name__}: {exc}", traceback.format_exc()), []
+        detail = traceback.format_exc()
+        return Solution.failed(
+            problem, exception_message(exc), detail, algorithm=solution.algorithm, seed=seed
+        ), []
     solution.latency_s = time.time() - started
     solution.answer = outcome.answer
     solution.answer_weight = outcome.answer_weight
@@ -103,13 +69,7 @@ async def solve_problem(
     solution.nodes = outcome.nodes
     solution.depth = outcome.depth
     solution.leaves = outcome.leaves
-    return solution, outcome.trace
-
-
-def _failed(solution: Solution, message: str, detail: str = "") -> Solution:
-    solution.status = "error"
-    solution.error = message if not detail else f"{message}\n{detail[-2000:]}"
-    return solution
+    return solution, [TraceRow.from_dict(row) for row in outcome.trace]  # dicts until tree/ builds TraceRows
 
 
 __all__ = ["ChatEngineClient", "Solution", "query_seed", "solve_problem"]

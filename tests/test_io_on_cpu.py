@@ -1,19 +1,63 @@
-"""Run outputs: journal, Parquet, resume after a crash."""
+"""Run outputs: the record types, journal, Parquet, resume after a crash."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
 import pyarrow.parquet as pq
+import pytest
 
-from spex_ray.io import RunWriter, read_results
+from spex_ray.api import RunResult, _collect
+from spex_ray.config import Config
+from spex_ray.io import (
+    RESULT_COLUMNS,
+    STATS_COLUMNS,
+    TRACE_COLUMNS,
+    RunWriter,
+    SearchStats,
+    Solution,
+    TraceRow,
+    exception_message,
+    read_results,
+    read_trace,
+)
+from spex_ray.sim.calibrate import TRACE_COLUMNS_READ
+from spex_ray.sim.cluster import SimRun
+from spex_ray.solution import solve_problem
+from spex_ray.tasks import Problem
+
+# The columns of results.parquet and trace.parquet as runs have always written them.
+RESULTS_PARQUET_COLUMNS = [
+    "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
+    "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
+    "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
+]  # fmt: skip
+TRACE_PARQUET_COLUMNS = [
+    "query", "node", "depth", "terminal", "answered", "request_id", "kind", "outcome", "seed",
+    "finish_reason", "prompt_tokens", "cached_tokens", "completion_tokens", "enqueue_time",
+    "start_time", "end_time",
+]  # fmt: skip
 
 
-def row(pid: str, status: str = "ok") -> dict:
-    return {"id": pid, "status": status, "answer": "1", "tokens_main": 3}
+def row(pid: str, status: str = "ok") -> Solution:
+    return Solution(id=pid, problem=f"problem {pid}", status=status, answer="1", tokens_main=3)
+
+
+def request(query: str, node: str = "0.0", completion_tokens: int = 3) -> TraceRow:
+    return TraceRow(
+        query=query, node=node, depth=node.count("."), terminal=False, answered=False,
+        request_id=f"{query}-{node}", kind="main", outcome="used", seed=7, finish_reason="stop",
+        prompt_tokens=10, cached_tokens=0, completion_tokens=completion_tokens, enqueue_time=1.0,
+        start_time=1.5, end_time=2.0,
+    )  # fmt: skip
 
 
 def test_rows_and_traces_land_in_parquet(tmp_path):
     writer = RunWriter(tmp_path)
-    writer.write(row("a"), [{"query": "a", "node": "0.0", "completion_tokens": 3}])
+    writer.write(row("a"), [request("a")])
     writer.write(row("b", "error"), [])
     writer.finalize()
     writer.close()
@@ -23,8 +67,8 @@ def test_rows_and_traces_land_in_parquet(tmp_path):
 
 def test_resume_keeps_finished_rows_and_retries_failed_ones(tmp_path):
     writer = RunWriter(tmp_path)
-    writer.write(row("a"), [{"query": "a", "node": "0.0"}])
-    writer.write(row("b", "error"), [{"query": "b", "node": "0.0"}])
+    writer.write(row("a"), [request("a")])
+    writer.write(row("b", "error"), [request("b")])
     writer.close()  # no finalize: a crash mid-batch
     with open(tmp_path / "results.jsonl", "a") as handle:
         handle.write('{"id": "c", "sta')  # torn last line
@@ -35,6 +79,7 @@ def test_resume_keeps_finished_rows_and_retries_failed_ones(tmp_path):
     resumed.close()
     assert sorted(r["id"] for r in read_results(tmp_path)) == ["a", "b"]
     assert pq.read_table(tmp_path / "trace.parquet").column("query").to_pylist() == ["a"]
+    assert [s.id for s in resumed.solutions()] == ["a", "b"]
 
 
 def test_no_resume_starts_over(tmp_path):
@@ -44,3 +89,128 @@ def test_no_resume_starts_over(tmp_path):
     fresh = RunWriter(tmp_path, resume=False)
     assert fresh.done_ids() == set()
     fresh.close()
+
+
+# ----------------------------------------------------------------------------- the schemas
+
+
+def test_parquet_columns_are_the_record_fields_in_their_old_order(tmp_path):
+    writer = RunWriter(tmp_path)
+    writer.write(row("a"), [request("a"), request("a", "0.1")])
+    writer.finalize()
+    writer.close()
+    assert pq.read_table(tmp_path / "results.parquet").column_names == RESULTS_PARQUET_COLUMNS
+    assert pq.read_table(tmp_path / "trace.parquet").column_names == TRACE_PARQUET_COLUMNS
+    assert list(RESULT_COLUMNS) == RESULTS_PARQUET_COLUMNS
+    assert list(TRACE_COLUMNS) == TRACE_PARQUET_COLUMNS
+    assert set(RESULT_COLUMNS) == {f.name for f in dataclasses.fields(Solution)}
+    assert set(STATS_COLUMNS) < set(RESULT_COLUMNS)
+
+
+def test_rows_round_trip_through_the_files(tmp_path):
+    solution = row("a")
+    solution.candidates = ["1", "2"]
+    writer = RunWriter(tmp_path)
+    writer.write(solution, [request("a"), request("a", "0.1", completion_tokens=5)])
+    writer.finalize()
+    writer.close()
+    assert [Solution.from_row(r) for r in read_results(tmp_path)] == [solution]
+    assert read_trace(tmp_path) == [request("a"), request("a", "0.1", completion_tokens=5)]
+    journal = Path(tmp_path / "results.jsonl").read_text().splitlines()
+    assert list(json.loads(journal[0])) == RESULTS_PARQUET_COLUMNS
+
+
+def test_from_row_reads_an_old_journal_row():
+    old = {"id": "q1", "problem": "2 + 2?", "answer": "4", "correct": True, "tokens_main": 9,
+           "hit_rate": 0.5, "retired_column": 1}  # fmt: skip
+    solution = Solution.from_row(old)
+    assert (solution.id, solution.answer, solution.correct) == ("q1", "4", True)
+    assert (solution.tokens_main, solution.hit_rate, solution.status) == (9, 0.5, "ok")
+    assert solution.candidates == [] and solution.answer_weight == 0.0
+
+
+def test_a_solution_takes_the_stats_of_its_search():
+    stats = SearchStats(tokens_main=5, tokens_spec=3, requests=4, hit_rate=0.25, depth=2, early_stopped=True)
+    solution = Solution(id="a", problem="p")
+    solution.set_stats(stats)
+    assert SearchStats(**{name: getattr(solution, name) for name in STATS_COLUMNS}) == stats
+
+
+def test_calibration_reads_trace_columns():
+    assert set(TRACE_COLUMNS_READ) <= set(TRACE_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- error rows
+
+
+PROBLEM = Problem(id="p1", problem="What is 1 + 1?", gold="2")
+
+
+def test_an_error_row_keeps_the_message_and_the_tail_of_the_detail():
+    assert Solution.failed(PROBLEM, "row 2: no problem text").error == "row 2: no problem text"
+    failed = Solution.failed(PROBLEM, "ValueError: bad", "x" * 2500 + "END", algorithm="mcts", seed=4)
+    assert failed.error == "ValueError: bad\n" + "x" * 1997 + "END"
+    assert (failed.status, failed.id, failed.problem, failed.gold) == ("error", "p1", PROBLEM.problem, "2")
+    assert (failed.algorithm, failed.seed, failed.answer, failed.correct) == ("mcts", 4, None, None)
+
+
+def test_an_exception_message_is_type_and_message_optionally_cut():
+    assert exception_message(KeyError("k")) == "KeyError: 'k'"
+    assert exception_message(RuntimeError("y" * 3000 + "!"), tail=2000) == "RuntimeError: " + "y" * 1999 + "!"
+
+
+class _BrokenEngine:
+    async def render_chat(self, messages):
+        raise RuntimeError("engine down")
+
+
+def test_solve_problem_turns_a_bad_problem_and_a_failure_into_error_rows():
+    config = Config.load(None, ["search.algorithm=mcts"])
+    bad = Problem(id="p2", problem="", error="row 2: no problem text")
+    solution, trace = asyncio.run(solve_problem(bad, config, _BrokenEngine(), None))
+    assert (solution.status, solution.error, solution.algorithm, trace) == (
+        "error", "row 2: no problem text", "mcts", [],
+    )  # fmt: skip
+    solution, trace = asyncio.run(solve_problem(PROBLEM, config, _BrokenEngine(), None))
+    assert solution.status == "error" and trace == []
+    assert solution.error.startswith("RuntimeError: engine down\nTraceback (most recent call last)")
+    assert solution.error.endswith("RuntimeError: engine down\n")
+    assert solution.algorithm == "mcts" and solution.seed != 0
+
+
+def test_a_crashed_actor_call_becomes_the_problems_error_row(monkeypatch):
+    def crash(ref):
+        raise RuntimeError("actor died: " + "t" * 3000)
+
+    monkeypatch.setattr("spex_ray.api.ray.get", crash)
+    solution, trace = _collect(object(), PROBLEM)
+    assert solution.error == "RuntimeError: " + ("actor died: " + "t" * 3000)[-2000:]
+    assert (solution.status, solution.id, solution.gold, solution.algorithm, trace) == (
+        "error", "p1", "2", "", [],
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- batch results
+
+
+def _solutions(*correct: bool | None) -> list[Solution]:
+    return [Solution(id=str(i), problem="p", correct=c) for i, c in enumerate(correct)]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda solutions, seconds: RunResult(solutions, Path("out"), seconds),
+        lambda solutions, seconds: SimRun(solutions, {}, seconds, [seconds], 0),
+    ],
+    ids=["ray", "sim"],
+)
+def test_a_batch_result_means_the_same_by_accuracy_and_throughput(make):
+    assert make(_solutions(True, False, None, True), 30.0).accuracy == pytest.approx(2 / 3)
+    assert make(_solutions(None, None), 30.0).accuracy is None
+    assert make(_solutions(), 30.0).accuracy is None
+    assert make(_solutions(True, None, None), 30.0).questions_per_minute == 6.0
+    assert make(_solutions(True), 0.0).questions_per_minute == 0.0
+    solutions = _solutions(True, False)
+    solutions[0].tokens_spec, solutions[1].tokens_spec = 3, 4
+    assert make(solutions, 1.0).total("tokens_spec") == 7.0

@@ -10,6 +10,7 @@ from spex_ray.actors.pool import EnginePool
 from spex_ray.actors.reward import build_reward
 from spex_ray.allocator.lease import LeaseBudget
 from spex_ray.config import Config
+from spex_ray.io import Solution, TraceRow
 from spex_ray.solution import solve_problem
 from spex_ray.tasks import Problem
 
@@ -28,7 +29,7 @@ class TreeActor:
         self.allocator = allocator
         self._arrivals = 0
 
-    async def solve(self, problem: Problem, order: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def solve(self, problem: Problem, order: int = 0) -> tuple[Solution, list[TraceRow]]:
         """Search and grade one problem; returns its result row and its request trace.
 
         `order` is the query's admission order in the batch (fifo allocation uses it).
@@ -38,10 +39,9 @@ class TreeActor:
         if self.allocator is not None:
             budget = LeaseBudget(self.allocator, problem.id, client.engine_name, order)
         try:
-            solution, trace = await solve_problem(problem, self.config, client, self.reward, budget)
+            return await solve_problem(problem, self.config, client, self.reward, budget)
         finally:
             client.release()
-        return solution.to_row(), trace
 
     async def close(self) -> None:
         await self.reward.close()

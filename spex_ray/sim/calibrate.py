@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 MIN_ROWS = 20  # fewer primary requests than this cannot calibrate anything
+# The trace.parquet columns (io.TraceRow fields) calibration reads; traces of older runs may
+# lack kind, depth and answered, which then default to main, the node id's depth and unknown.
+TRACE_COLUMNS_READ = ("kind", "finish_reason", "completion_tokens", "node", "depth", "answered")
 
 
 @dataclass(frozen=True)

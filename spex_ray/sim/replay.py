@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from spex_ray.config import Config
+from spex_ray.io import TraceRow
 from spex_ray.sim.cluster import SimRun, as_problems, run_batch, sim_config
 from spex_ray.sim.loop import run_virtual
 from spex_ray.solution import ChatEngineClient, Solution, query_seed
@@ -30,9 +31,9 @@ def oracle(
     return run_virtual(_oracle(sim_config(config), as_problems(problems), baseline, gpus))
 
 
-def kept_nodes(trace: list[dict[str, Any]]) -> list[str]:
+def kept_nodes(trace: list[TraceRow]) -> list[str]:
     """The ids of the nodes a search put in its tree (primary or promoted requests)."""
-    return [row["node"] for row in trace if row["outcome"] in ("used", "promoted")]
+    return [row.node for row in trace if row.outcome in ("used", "promoted")]
 
 
 async def _oracle(config: Config, problems: list[Problem], baseline: SimRun, gpus: int) -> SimRun:
@@ -50,7 +51,7 @@ async def _oracle(config: Config, problems: list[Problem], baseline: SimRun, gpu
 
 async def _replay(
     problem: Problem, config: Config, client: ChatEngineClient, reward: Any, node_ids: list[str]
-) -> tuple[Solution, list[dict[str, Any]]]:
+) -> tuple[Solution, list[TraceRow]]:
     """Generate exactly the nodes `node_ids`, each as soon as its parent exists."""
     seed = query_seed(config.run.seed, problem.id)
     prompt = await client.render_chat(build_messages(problem.problem))
@@ -78,4 +79,4 @@ async def _replay(
     solution.tokens_main = search.tokens_main
     solution.nodes = len(search.tree) - 1
     solution.requests = len(search.trace)
-    return solution, search.trace
+    return solution, [TraceRow.from_dict(row) for row in search.trace]  # dicts until tree/ builds TraceRows
