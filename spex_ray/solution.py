@@ -14,6 +14,7 @@ from spex_ray.tasks import Problem, build_messages, is_correct
 from spex_ray.tree.budget import SpecBudget
 from spex_ray.tree.search import EngineClient, QuerySearch
 from spex_ray.tree.seeds import child_seed
+from spex_ray.tree.settings import SearchSettings
 
 
 @dataclass
@@ -84,7 +85,8 @@ async def solve_problem(
     started = time.time()
     try:
         prompt = await engine.render_chat(build_messages(problem.problem))
-        search = QuerySearch(problem.id, problem.problem, prompt, config, engine, reward, seed, budget)
+        settings = SearchSettings.from_config(config)
+        search = QuerySearch(problem.id, problem.problem, prompt, settings, engine, reward, seed, budget)
         outcome = await search.run()
     except Exception as exc:  # one bad problem fails its row, not the batch
         return _failed(solution, f"{type(exc).__name__}: {exc}", traceback.format_exc()), []
@@ -93,17 +95,18 @@ async def solve_problem(
     solution.answer_weight = outcome.answer_weight
     solution.candidates = [answer for answer, _ in outcome.candidates]
     solution.correct = is_correct(outcome.answer, problem.gold) if problem.gold is not None else None
-    solution.tokens_main = outcome.tokens_main
-    solution.tokens_spec = outcome.tokens_spec
-    solution.tokens_wasted = outcome.tokens_wasted
-    solution.requests = outcome.requests
-    solution.spec_requests = outcome.spec_requests
-    solution.hit_rate = outcome.hit_rate
-    solution.early_stopped = outcome.early_stopped
-    solution.nodes = outcome.nodes
-    solution.depth = outcome.depth
-    solution.leaves = outcome.leaves
-    return solution, outcome.trace
+    stats = outcome.stats
+    solution.tokens_main = stats.tokens_main
+    solution.tokens_spec = stats.tokens_spec
+    solution.tokens_wasted = stats.tokens_wasted
+    solution.requests = stats.requests
+    solution.spec_requests = stats.spec_requests
+    solution.hit_rate = stats.hit_rate
+    solution.early_stopped = stats.early_stopped
+    solution.nodes = stats.nodes
+    solution.depth = stats.depth
+    solution.leaves = stats.leaves
+    return solution, [row.to_dict() for row in outcome.trace]
 
 
 def _failed(solution: Solution, message: str, detail: str = "") -> Solution:

@@ -12,9 +12,11 @@ from spex_ray.config import Config
 from spex_ray.rewards.confidence import ConfidenceReward
 from spex_ray.tree.algorithms.mcts import backup, select_child, uct_score
 from spex_ray.tree.algorithms.rebase import allocate_widths
+from spex_ray.tree.expand import SearchError
 from spex_ray.tree.node import Node
-from spex_ray.tree.search import QuerySearch, SearchError
+from spex_ray.tree.search import QuerySearch
 from spex_ray.tree.seeds import child_seed
+from spex_ray.tree.settings import SearchSettings
 from spex_ray.tree.tree import QueryTree
 from spex_ray.tree.vote import aggregate
 
@@ -24,7 +26,8 @@ def run_search(engine: FakeEngine, seed: int = 1, **search) -> QuerySearch:
     for key, value in search.items():
         setattr(config.search, key, value)
     config.validate()
-    query = QuerySearch("q", "problem", "PROMPT\n", config, engine, ConfidenceReward(config.reward), seed)
+    settings = SearchSettings.from_config(config)
+    query = QuerySearch("q", "problem", "PROMPT\n", settings, engine, ConfidenceReward(config.reward), seed)
     query.outcome = asyncio.run(query.run())
     return query
 
@@ -119,7 +122,7 @@ def test_rebase_finishes_exactly_width_paths():
     terminals = query.tree.terminals()
     assert len(terminals) == 6
     assert query.outcome.answer in ("7", "8")
-    assert query.outcome.requests == query.outcome.nodes == len(query.tree) - 1
+    assert query.outcome.stats.requests == query.outcome.stats.nodes == len(query.tree) - 1
 
 
 def test_children_are_seeded_by_query_node_and_index():
@@ -130,7 +133,7 @@ def test_children_are_seeded_by_query_node_and_index():
         assert request.seed == child_seed(11, parent, int(k))
     assert len({r.seed for r in engine.requests}) == len(engine.requests)
     assert child_seed(11, "0", 0) != child_seed(12, "0", 0)
-    assert query.outcome.tokens_main == sum(
+    assert query.outcome.stats.tokens_main == sum(
         n.path_tokens - n.parent.path_tokens for n in query.tree if n.parent is not None
     )
 
