@@ -9,10 +9,12 @@ import pytest
 from fake_engine import FakeEngine
 
 from spex_ray.config import Config
+from spex_ray.engines.base import GenRequest, Priority
 from spex_ray.rewards.confidence import ConfidenceReward
-from spex_ray.tree.algorithms.mcts import backup, select_child, uct_score
-from spex_ray.tree.algorithms.rebase import allocate_widths
-from spex_ray.tree.expand import SearchError
+from spex_ray.tree.algorithms import ALGORITHMS
+from spex_ray.tree.algorithms.mcts import backup, descend, select_child, uct_score
+from spex_ray.tree.algorithms.rebase import allocate_widths, next_frontier
+from spex_ray.tree.expand import Query, SearchError, StepGenerator
 from spex_ray.tree.node import Node
 from spex_ray.tree.search import QuerySearch
 from spex_ray.tree.seeds import child_seed
@@ -112,6 +114,49 @@ def test_exploration_revisits_a_less_visited_child():
     backup(b, 0.5)
     assert select_child(tree.root, 0.0) is a
     assert select_child(tree.root, 2.0) is b
+
+
+def test_virtual_visits_steer_uct_but_keep_the_mean():
+    tree = QueryTree()
+    a, b = make_children(tree.root, [0.5, 0.5], tree)
+    backup(a, 0.6)
+    backup(b, 0.6)
+    assert select_child(tree.root, 1.4) is a  # a tie goes to the lowest k
+    assert select_child(tree.root, 1.4, {tree.root.id: 3, a.id: 3}) is b
+    assert uct_score(a, 5, 0.0, virtual=3) == pytest.approx(0.6)
+    assert descend(tree.root, 1.4) is a
+
+
+def test_next_frontier_spends_terminals_and_splits_the_rest():
+    tree = QueryTree()
+    done, x, y = make_children(tree.root, [0.9, 0.8, 0.1], tree)
+    done.terminal = True
+    budget, frontier = next_frontier([done, x, y], 4, 0.2)
+    assert budget == 3 and sum(w for _, w in frontier) == 3 and frontier[0][0] is x
+    assert next_frontier([done], 1, 0.2) == (0, [])
+
+
+def test_every_algorithm_has_its_speculation_policy():
+    for name in ALGORITHMS.names():
+        policy = ALGORITHMS.build(name, Config().search).speculation(2)
+        assert callable(policy.propose) and callable(policy.may_expand_later)
+
+
+def test_a_speculative_request_is_the_primary_one_but_its_priority():
+    config = Config()
+    settings = SearchSettings.from_config(config)
+    steps = StepGenerator(
+        Query("q", "p", "PROMPT\n", 5), settings, FakeEngine(), ConfidenceReward(config.reward)
+    )
+    parent = QueryTree().root
+    main, spec = steps.request(parent, 2), steps.request(parent, 2, "spec")
+    assert (main.priority, spec.priority) == (Priority.MAIN, Priority.SPEC)
+    assert {**main.tags, "kind": "spec"} == spec.tags
+
+    def sampled(r: GenRequest) -> tuple:
+        return r.prompt, r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed
+
+    assert sampled(main) == sampled(spec)
 
 
 # --- searches on the FakeEngine -----------------------------------------------------------
