@@ -13,6 +13,7 @@ from spex_ray.tasks import Problem, build_messages, is_correct
 from spex_ray.tree.budget import SpecBudget
 from spex_ray.tree.search import EngineClient, QuerySearch
 from spex_ray.tree.seeds import child_seed
+from spex_ray.tree.settings import SearchSettings
 
 
 class ChatEngineClient(EngineClient, Protocol):
@@ -47,7 +48,8 @@ async def solve_problem(
     started = time.time()
     try:
         prompt = await engine.render_chat(build_messages(problem.problem))
-        search = QuerySearch(problem.id, problem.problem, prompt, config, engine, reward, seed, budget)
+        settings = SearchSettings.from_config(config)
+        search = QuerySearch(problem.id, problem.problem, prompt, settings, engine, reward, seed, budget)
         outcome = await search.run()
     except Exception as exc:  # one bad problem fails its row, not the batch
         detail = traceback.format_exc()
@@ -59,17 +61,8 @@ async def solve_problem(
     solution.answer_weight = outcome.answer_weight
     solution.candidates = [answer for answer, _ in outcome.candidates]
     solution.correct = is_correct(outcome.answer, problem.gold) if problem.gold is not None else None
-    solution.tokens_main = outcome.tokens_main
-    solution.tokens_spec = outcome.tokens_spec
-    solution.tokens_wasted = outcome.tokens_wasted
-    solution.requests = outcome.requests
-    solution.spec_requests = outcome.spec_requests
-    solution.hit_rate = outcome.hit_rate
-    solution.early_stopped = outcome.early_stopped
-    solution.nodes = outcome.nodes
-    solution.depth = outcome.depth
-    solution.leaves = outcome.leaves
-    return solution, [TraceRow.from_dict(row) for row in outcome.trace]  # dicts until tree/ builds TraceRows
+    solution.set_stats(outcome.stats)
+    return solution, outcome.trace
 
 
 __all__ = ["ChatEngineClient", "Solution", "query_seed", "solve_problem"]

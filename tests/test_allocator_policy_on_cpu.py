@@ -6,14 +6,14 @@ import random
 
 import pytest
 
-from spex_ray.allocator.policy import HIT_RATE_FLOOR, BudgetBook, Demand, share_slots, utility
+from spex_ray.allocator.policy import USEFULNESS_FLOOR, BudgetBook, Demand, share_slots, utility
 from spex_ray.hardware.roofline import decode_step_time, knee_concurrency, knee_from_measurements
 from spex_ray.hardware.specs import GPUS, MODELS, GPUSpec, gpu_spec, model_spec
 from spex_ray.tree.budget import NoBudget, SpecBudget, StaticBudget
 
 
-def d(qid: str, eligible: int, hit: float = 0.5, kv: float = 0.0, order: int = 0, engine: str = "e0"):
-    return Demand(qid, engine, eligible, hit, kv, order)
+def d(qid: str, eligible: int, useful: float = 0.5, kv: float = 0.0, order: int = 0, engine: str = "e0"):
+    return Demand(qid, engine, eligible, useful, kv, order)
 
 
 def random_demands(rng: random.Random, n: int) -> list[Demand]:
@@ -39,14 +39,14 @@ def test_shares_sum_to_at_most_free_and_cap_at_eligible(mode, tau):
 
 def test_higher_utility_gets_more():
     # utilities 2 and 9, relative 0.22 and 1: tau=0.5 gives weights 1 : e^1.56
-    shares = share_slots(10, [d("lo", 10, hit=0.2), d("hi", 10, hit=0.9)], tau=0.5)
+    shares = share_slots(10, [d("lo", 10, useful=0.2), d("hi", 10, useful=0.9)], tau=0.5)
     assert shares["hi"] > shares["lo"] > 0
     shares = share_slots(10, [d("cold", 10, kv=0.0), d("cached", 10, kv=1.0)], tau=0.5)
     assert shares["cached"] > shares["cold"]
 
 
 def test_tau_large_is_even_and_tau_small_is_winner_takes_its_demand():
-    demands = [d("a", 10, hit=0.9), d("b", 10, hit=0.5, order=1), d("c", 10, hit=0.2, order=2)]
+    demands = [d("a", 10, useful=0.9), d("b", 10, useful=0.5, order=1), d("c", 10, useful=0.2, order=2)]
     even = share_slots(12, demands, tau=1e6)
     assert sorted(even.values()) == [4, 4, 4]
     greedy = share_slots(12, demands, tau=0.01)
@@ -63,10 +63,10 @@ def test_fifo_serves_in_arrival_order():
     assert share_slots(10, demands, "fifo") == {"first": 3, "second": 4, "third": 3}
 
 
-def test_zero_eligible_gets_zero_and_zero_hit_rate_is_not_starved():
-    shares = share_slots(10, [d("none", 0, hit=1.0), d("new", 6, hit=0.0)], tau=1.0)
+def test_zero_eligible_gets_zero_and_zero_usefulness_is_not_starved():
+    shares = share_slots(10, [d("none", 0, useful=1.0), d("new", 6, useful=0.0)], tau=1.0)
     assert shares == {"none": 0, "new": 6}
-    assert utility(d("new", 6, hit=0.0)) == pytest.approx(6 * HIT_RATE_FLOOR)
+    assert utility(d("new", 6, useful=0.0)) == pytest.approx(6 * USEFULNESS_FLOOR)
 
 
 def test_bad_inputs_are_rejected():
@@ -79,7 +79,7 @@ def test_bad_inputs_are_rejected():
     with pytest.raises(ValueError):
         d("a", -1)
     with pytest.raises(ValueError):
-        d("a", 1, hit=float("nan"))
+        d("a", 1, useful=float("nan"))
 
 
 # ---- BudgetBook ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from spex_ray.sim.workload import (
 from spex_ray.tasks import build_messages, extract_answer
 from spex_ray.tasks.answers import answer_key
 from spex_ray.tree.search import QuerySearch
+from spex_ray.tree.settings import SearchSettings
 
 # Fixed-length steps that never answer: every request writes exactly 300 tokens.
 LONG_STEPS = WorkloadParams(step_tokens_mean=300, step_tokens_sigma=0.0, answer_scale=1e6)
@@ -367,8 +368,9 @@ def test_rebase_search_on_the_sim_is_reproducible_and_lossless():
             out = []
             for row in problems:
                 prompt = engine.render_chat(build_messages(row["problem"]))
+                settings = SearchSettings.from_config(config)
                 search = QuerySearch(
-                    row["id"], row["problem"], prompt, config, engine, SimReward(config.reward), 7
+                    row["id"], row["problem"], prompt, settings, engine, SimReward(config.reward), 7
                 )
                 outcome = await search.run()
                 out.append((outcome.answer, search.tree.signature(), outcome))
@@ -383,7 +385,7 @@ def test_rebase_search_on_the_sim_is_reproducible_and_lossless():
     spec, _ = run(True)
     assert [sig for _, sig, _ in first] == [sig for _, sig, _ in again]
     assert all(answer is not None for answer, _, _ in first)
-    assert all(outcome.leaves >= 1 and outcome.tokens_main > 0 for _, _, outcome in first)
+    assert all(outcome.stats.leaves >= 1 and outcome.stats.tokens_main > 0 for _, _, outcome in first)
     assert t_first > 0
     assert [sig for _, sig, _ in spec] == [sig for _, sig, _ in first]  # speculation is lossless
     assert [a for a, _, _ in spec] == [a for a, _, _ in first]

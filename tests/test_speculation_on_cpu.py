@@ -12,6 +12,7 @@ from spex_ray.config import Config
 from spex_ray.rewards.confidence import ConfidenceReward
 from spex_ray.tree.budget import StaticBudget
 from spex_ray.tree.search import QuerySearch
+from spex_ray.tree.settings import SearchSettings
 
 REBASE = ["search.algorithm=rebase", "search.width=6", "search.max_depth=6"]
 MCTS = ["search.algorithm=mcts", "search.rollouts=5", "search.expand_width=3", "search.max_depth=6"]
@@ -19,8 +20,9 @@ MCTS = ["search.algorithm=mcts", "search.rollouts=5", "search.expand_width=3", "
 
 def search(overrides: list[str], seed: int, engine: FakeEngine, budget=None) -> QuerySearch:
     config = Config.load(None, overrides)
+    settings = SearchSettings.from_config(config)
     query = QuerySearch(
-        f"q{seed}", "p", "PROMPT\n", config, engine, ConfidenceReward(config.reward), seed, budget
+        f"q{seed}", "p", "PROMPT\n", settings, engine, ConfidenceReward(config.reward), seed, budget
     )
     query.outcome = asyncio.run(query.run())
     return query
@@ -44,9 +46,10 @@ def test_speculation_is_lossless(algorithm, lookahead):
             engine,
         )
         assert fingerprint(spex) == fingerprint(base), f"seed {seed}"
-        useful = spex.outcome.tokens_main + spex.outcome.tokens_spec - spex.outcome.tokens_wasted
-        assert useful == base.outcome.tokens_main
-        hits += spex.outcome.hit_rate > 0
+        stats = spex.outcome.stats
+        useful = stats.tokens_main + stats.tokens_spec - stats.tokens_wasted
+        assert useful == base.outcome.stats.tokens_main
+        hits += stats.hit_rate > 0
     assert hits >= 3  # speculation actually got used, not just tolerated
 
 
@@ -55,11 +58,11 @@ def test_rebase_speculation_aborts_dropped_branches_in_the_engine():
     for seed in range(6):
         engine = FakeEngine(answer_rate=0.2, latency=0.01)
         query = search([*REBASE, "search.width=8", "spex.speculate=true", "spex.spec_slots=8"], seed, engine)
-        kinds = {row["outcome"] for row in query.outcome.trace if row["kind"] == "spec"}
+        kinds = {row.outcome for row in query.outcome.trace if row.kind == "spec"}
         assert kinds <= {"promoted", "wasted", "aborted"}
-        aborted += sum(row["outcome"] == "aborted" for row in query.outcome.trace)
+        aborted += sum(row.outcome == "aborted" for row in query.outcome.trace)
         assert set(engine.aborted) >= {
-            row["request_id"] for row in query.outcome.trace if row["outcome"] == "aborted"
+            row.request_id for row in query.outcome.trace if row.outcome == "aborted"
         }
     assert aborted > 0
 
@@ -71,7 +74,7 @@ class CountingBudget(StaticBudget):
         super().__init__(slots)
         self.reports: list[int] = []
 
-    def report(self, eligible: int, hit_rate: float, reusable_kv: float) -> None:
+    def report(self, eligible: int, usefulness: float, reusable_kv: float) -> None:
         self.reports.append(eligible)
 
 
@@ -84,7 +87,7 @@ def test_speculation_stays_within_its_slots():
         spec = query.speculation
         assert spec.max_in_flight <= slots
         if slots == 0:  # no slots at all: the primary search runs exactly as the baseline
-            assert query.outcome.spec_requests == 0
+            assert query.outcome.stats.spec_requests == 0
             base = search(REBASE, 3, FakeEngine(answer_rate=0.2, latency=0.005))
             assert fingerprint(query) == fingerprint(base)
         assert budget.reports, "demand was reported"
@@ -97,6 +100,6 @@ def test_early_stop_ends_the_search_sooner():
         5,
         FakeEngine(answer_rate=0.5, answers=("7",)),
     )
-    assert stopped.outcome.early_stopped and not full.outcome.early_stopped
+    assert stopped.outcome.stats.early_stopped and not full.outcome.stats.early_stopped
     assert stopped.outcome.answer == full.outcome.answer == "7"
-    assert stopped.outcome.nodes < full.outcome.nodes
+    assert stopped.outcome.stats.nodes < full.outcome.stats.nodes

@@ -9,12 +9,16 @@ import pytest
 from fake_engine import FakeEngine
 
 from spex_ray.config import Config
+from spex_ray.engines.base import GenRequest, Priority
 from spex_ray.rewards.confidence import ConfidenceReward
-from spex_ray.tree.algorithms.mcts import backup, select_child, uct_score
-from spex_ray.tree.algorithms.rebase import allocate_widths
+from spex_ray.tree.algorithms import ALGORITHMS
+from spex_ray.tree.algorithms.mcts import backup, descend, select_child, uct_score
+from spex_ray.tree.algorithms.rebase import allocate_widths, next_frontier
+from spex_ray.tree.expand import Query, SearchError, StepGenerator
 from spex_ray.tree.node import Node
-from spex_ray.tree.search import QuerySearch, SearchError
+from spex_ray.tree.search import QuerySearch
 from spex_ray.tree.seeds import child_seed
+from spex_ray.tree.settings import SearchSettings
 from spex_ray.tree.tree import QueryTree
 from spex_ray.tree.vote import aggregate
 
@@ -24,7 +28,8 @@ def run_search(engine: FakeEngine, seed: int = 1, **search) -> QuerySearch:
     for key, value in search.items():
         setattr(config.search, key, value)
     config.validate()
-    query = QuerySearch("q", "problem", "PROMPT\n", config, engine, ConfidenceReward(config.reward), seed)
+    settings = SearchSettings.from_config(config)
+    query = QuerySearch("q", "problem", "PROMPT\n", settings, engine, ConfidenceReward(config.reward), seed)
     query.outcome = asyncio.run(query.run())
     return query
 
@@ -111,6 +116,49 @@ def test_exploration_revisits_a_less_visited_child():
     assert select_child(tree.root, 2.0) is b
 
 
+def test_virtual_visits_steer_uct_but_keep_the_mean():
+    tree = QueryTree()
+    a, b = make_children(tree.root, [0.5, 0.5], tree)
+    backup(a, 0.6)
+    backup(b, 0.6)
+    assert select_child(tree.root, 1.4) is a  # a tie goes to the lowest k
+    assert select_child(tree.root, 1.4, {tree.root.id: 3, a.id: 3}) is b
+    assert uct_score(a, 5, 0.0, virtual=3) == pytest.approx(0.6)
+    assert descend(tree.root, 1.4) is a
+
+
+def test_next_frontier_spends_terminals_and_splits_the_rest():
+    tree = QueryTree()
+    done, x, y = make_children(tree.root, [0.9, 0.8, 0.1], tree)
+    done.terminal = True
+    budget, frontier = next_frontier([done, x, y], 4, 0.2)
+    assert budget == 3 and sum(w for _, w in frontier) == 3 and frontier[0][0] is x
+    assert next_frontier([done], 1, 0.2) == (0, [])
+
+
+def test_every_algorithm_has_its_speculation_policy():
+    for name in ALGORITHMS.names():
+        policy = ALGORITHMS.build(name, Config().search).speculation(2)
+        assert callable(policy.propose) and callable(policy.may_expand_later)
+
+
+def test_a_speculative_request_is_the_primary_one_but_its_priority():
+    config = Config()
+    settings = SearchSettings.from_config(config)
+    steps = StepGenerator(
+        Query("q", "p", "PROMPT\n", 5), settings, FakeEngine(), ConfidenceReward(config.reward)
+    )
+    parent = QueryTree().root
+    main, spec = steps.request(parent, 2), steps.request(parent, 2, "spec")
+    assert (main.priority, spec.priority) == (Priority.MAIN, Priority.SPEC)
+    assert {**main.tags, "kind": "spec"} == spec.tags
+
+    def sampled(r: GenRequest) -> tuple:
+        return r.prompt, r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed
+
+    assert sampled(main) == sampled(spec)
+
+
 # --- searches on the FakeEngine -----------------------------------------------------------
 
 
@@ -119,7 +167,7 @@ def test_rebase_finishes_exactly_width_paths():
     terminals = query.tree.terminals()
     assert len(terminals) == 6
     assert query.outcome.answer in ("7", "8")
-    assert query.outcome.requests == query.outcome.nodes == len(query.tree) - 1
+    assert query.outcome.stats.requests == query.outcome.stats.nodes == len(query.tree) - 1
 
 
 def test_children_are_seeded_by_query_node_and_index():
@@ -130,7 +178,7 @@ def test_children_are_seeded_by_query_node_and_index():
         assert request.seed == child_seed(11, parent, int(k))
     assert len({r.seed for r in engine.requests}) == len(engine.requests)
     assert child_seed(11, "0", 0) != child_seed(12, "0", 0)
-    assert query.outcome.tokens_main == sum(
+    assert query.outcome.stats.tokens_main == sum(
         n.path_tokens - n.parent.path_tokens for n in query.tree if n.parent is not None
     )
 

@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 from spex_ray.allocator.policy import (
-    HIT_RATE_FLOOR,
+    USEFULNESS_FLOOR,
     BudgetBook,
     Demand,
     Grant,
@@ -35,7 +35,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ALLOCATOR_NAME",
-    "HIT_RATE_FLOOR",
+    "USEFULNESS_FLOOR",
     "BudgetAllocator",
     "BudgetBook",
     "Demand",

@@ -59,7 +59,7 @@ class LeaseBudget:
         """Cached speculative slots (0 before the first grant arrives and after close)."""
         return self._grant
 
-    def report(self, eligible: int, hit_rate: float, reusable_kv: float) -> None:
+    def report(self, eligible: int, usefulness: float, reusable_kv: float) -> None:
         """Record the demand and schedule a refresh; never blocks. Needs a running event loop."""
         if self._closed:
             return
@@ -67,7 +67,7 @@ class LeaseBudget:
             self.query_id,
             self.engine_id,
             max(0, int(eligible)),
-            _unit(hit_rate),
+            _unit(usefulness),
             _unit(reusable_kv),
             self.order,
         )

@@ -70,14 +70,14 @@ class LocalBudget:
     def granted(self) -> int:
         return 0 if self._closed else self.allocator.book.grant(self.query_id)
 
-    def report(self, eligible: int, hit_rate: float, reusable_kv: float) -> None:
+    def report(self, eligible: int, usefulness: float, reusable_kv: float) -> None:
         if self._closed:
             return
         demand = Demand(
             self.query_id,
             self.engine_id,
             max(0, int(eligible)),
-            min(1.0, max(0.0, hit_rate)),
+            min(1.0, max(0.0, usefulness)),
             min(1.0, max(0.0, reusable_kv)),
             self.order,
         )

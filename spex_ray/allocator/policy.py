@@ -16,11 +16,11 @@ from typing import Literal
 Mode = Literal["utility", "fifo"]
 MODES: tuple[str, ...] = ("utility", "fifo")
 
-# A query with no history has hit_rate 0 (or an EMA that decayed to 0). Without a floor
-# its utility, and so its share, would be 0, it would never speculate, and its hit rate
-# could never be measured again. The floor keeps such queries in the softmax at a low
-# weight so they get leftover slots and can prove themselves.
-HIT_RATE_FLOOR = 0.05
+# A query whose usefulness is 0 (an EMA that decayed to 0) would, without a floor, have
+# utility 0 and so a share of 0: it would never speculate, and its usefulness could never
+# be measured again. The floor keeps such queries in the softmax at a low weight so they
+# get leftover slots and can prove themselves.
+USEFULNESS_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Demand:
     """What one query asks of the allocator.
 
     eligible:    C_q, branches the query could speculate on right now.
-    hit_rate:    P_q, EMA of the fraction of its speculative nodes the real search kept.
+    usefulness:  P_q, EMA of the fraction of its speculative nodes the real search kept.
     reusable_kv: S_kv, fraction of the speculative prompts already in the prefix cache.
     order:       arrival order of the query (used by fifo and to break ties).
     """
@@ -36,14 +36,14 @@ class Demand:
     query_id: str
     engine_id: str
     eligible: int
-    hit_rate: float
+    usefulness: float
     reusable_kv: float = 0.0
     order: int = 0
 
     def __post_init__(self) -> None:
         if self.eligible < 0:
             raise ValueError(f"Demand {self.query_id!r}: eligible must be >= 0")
-        for name in ("hit_rate", "reusable_kv"):
+        for name in ("usefulness", "reusable_kv"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:  # also rejects NaN
                 raise ValueError(f"Demand {self.query_id!r}: {name} must be in [0, 1], got {value}")
@@ -60,12 +60,12 @@ class Grant:
 def utility(d: Demand) -> float:
     """Expected useful speculative work of a query, in slots.
 
-    eligible * hit_rate is the number of its speculative branches expected to be kept;
+    eligible * usefulness is the number of its speculative branches expected to be kept;
     (1 + reusable_kv) favours queries whose speculative prompts are already cached, since
-    their speculation skips prefill and costs less per useful token. hit_rate is floored at
-    HIT_RATE_FLOOR so that new queries are not starved.
+    their speculation skips prefill and costs less per useful token. usefulness is floored at
+    USEFULNESS_FLOOR so that new queries are not starved.
     """
-    return d.eligible * max(d.hit_rate, HIT_RATE_FLOOR) * (1.0 + d.reusable_kv)
+    return d.eligible * max(d.usefulness, USEFULNESS_FLOOR) * (1.0 + d.reusable_kv)
 
 
 def share_slots(free: int, demands: list[Demand], mode: Mode = "utility", tau: float = 1.0) -> dict[str, int]:

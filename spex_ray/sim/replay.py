@@ -16,12 +16,15 @@ from typing import Any
 
 from spex_ray.config import Config
 from spex_ray.io import TraceRow
+from spex_ray.rewards.base import Reward
 from spex_ray.sim.cluster import SimRun, as_problems, run_batch, sim_config
 from spex_ray.sim.loop import run_virtual
 from spex_ray.solution import ChatEngineClient, Solution, query_seed
 from spex_ray.tasks import Problem, build_messages
-from spex_ray.tree.node import ROOT_ID, Node
-from spex_ray.tree.search import QuerySearch
+from spex_ray.tree.expand import Query, StepGenerator
+from spex_ray.tree.node import Node
+from spex_ray.tree.settings import SearchSettings
+from spex_ray.tree.tree import QueryTree
 
 
 def oracle(
@@ -50,12 +53,14 @@ async def _oracle(config: Config, problems: list[Problem], baseline: SimRun, gpu
 
 
 async def _replay(
-    problem: Problem, config: Config, client: ChatEngineClient, reward: Any, node_ids: list[str]
+    problem: Problem, config: Config, client: ChatEngineClient, reward: Reward, node_ids: list[str]
 ) -> tuple[Solution, list[TraceRow]]:
     """Generate exactly the nodes `node_ids`, each as soon as its parent exists."""
     seed = query_seed(config.run.seed, problem.id)
     prompt = await client.render_chat(build_messages(problem.problem))
-    search = QuerySearch(problem.id, problem.problem, prompt, config, client, reward, seed)
+    query = Query(problem.id, problem.problem, prompt, seed)
+    steps = StepGenerator(query, SearchSettings.from_config(config), client, reward)
+    tree = QueryTree()
     children: dict[str, list[int]] = defaultdict(list)
     for node_id in node_ids:
         parent_id, _, k = node_id.rpartition(".")
@@ -65,18 +70,13 @@ async def _replay(
         await asyncio.gather(*(expand(node, k) for k in sorted(children.get(node.id, []))))
 
     async def expand(parent: Node, k: int) -> None:
-        request = search.request(parent, k)
-        result = await client.generate(request)
-        search.tokens_main += result.completion_tokens
-        child = await search.score_child(parent, k, result)
-        search.trace.append(search.trace_row(request, result, parent.child_id(k), "used", child))
-        search.tree.attach(child)
+        child = await steps.step(parent, k)
+        tree.attach(child)
         await grow(child)
 
-    assert search.tree.root.id == ROOT_ID
-    await grow(search.tree.root)
+    await grow(tree.root)
     solution = Solution(id=problem.id, problem=problem.problem, gold=problem.gold, seed=seed)
-    solution.tokens_main = search.tokens_main
-    solution.nodes = len(search.tree) - 1
-    solution.requests = len(search.trace)
-    return solution, [TraceRow.from_dict(row) for row in search.trace]  # dicts until tree/ builds TraceRows
+    solution.tokens_main = steps.tokens_main
+    solution.nodes = len(tree) - 1
+    solution.requests = len(steps.trace)
+    return solution, steps.trace

@@ -2,11 +2,12 @@
 
 The search reads granted() before issuing speculation (a local read, never I/O) and
 report()s its demand whenever it changes; a cluster allocator (spex_ray.allocator.lease)
-answers asynchronously. No Ray in here.
+answers asynchronously and calls on_grant when new slots arrive. No Ray in here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 
@@ -14,12 +15,17 @@ from typing import Protocol, runtime_checkable
 class SpecBudget(Protocol):
     """A query's share of the speculative budget."""
 
+    on_grant: Callable[[int], None] | None  # called with the new grant when it grows; set by the search
+
     def granted(self) -> int:
         """Speculative slots this query may hold now (local read, no I/O)."""
         ...
 
-    def report(self, eligible: int, hit_rate: float, reusable_kv: float) -> None:
-        """Tell the allocator the current demand; non-blocking, refreshes the grant later."""
+    def report(self, eligible: int, usefulness: float, reusable_kv: float) -> None:
+        """Tell the allocator the current demand; non-blocking, refreshes the grant later.
+
+        `usefulness` is the EMA of the fraction of speculative children the search kept.
+        """
         ...
 
     async def close(self) -> None:
@@ -28,19 +34,19 @@ class SpecBudget(Protocol):
 
 
 class StaticBudget:
-    """A fixed cap of speculative slots (spex.allocator=off, and tests)."""
+    """A fixed cap of speculative slots (spex.allocator=off, and tests); never calls on_grant."""
 
     def __init__(self, slots: int) -> None:
         if slots < 0:
             raise ValueError("slots must be >= 0")
         self.slots = int(slots)
-        self.last_report: tuple[int, float, float] | None = None
+        self.on_grant: Callable[[int], None] | None = None
 
     def granted(self) -> int:
         return self.slots
 
-    def report(self, eligible: int, hit_rate: float, reusable_kv: float) -> None:
-        self.last_report = (eligible, hit_rate, reusable_kv)
+    def report(self, eligible: int, usefulness: float, reusable_kv: float) -> None:
+        return None  # a fixed cap does not depend on the demand
 
     async def close(self) -> None:
         return None

@@ -1,41 +1,51 @@
-"""Intra-query speculative path selection (SPEX technique 1).
+"""The lifecycle of speculative children (SPEX technique 1): issue, claim, promote, abort,
+cascade, account.
 
-While a query waits at its reward barrier, speculation expands the children the search
-is predicted to ask for next, at priority SPEC and within the query's granted slots.
-Child k of node n carries the same seed whether issued speculatively or for real, so
-when the real search asks for (n, k) the speculative child is promoted as is: never
-recomputed, never different (speculation is lossless). What the real search drops is
-aborted in the engine and its slot released.
+While a query waits at its reward barrier, speculation requests the children its
+algorithm predicts the search will ask for next (the algorithm's SpeculationPolicy, which
+lives next to the algorithm), at priority SPEC and within the query's granted slots. A
+speculative child is the very request the search would issue (tree/expand.py), so when
+the search asks for (n, k) the speculative child is promoted as is: never recomputed,
+never different (speculation is lossless). What the search will not ask for is aborted
+in the engine, with the speculative children below it, and its slot released.
 
-Which children to speculate is the algorithm's business: a `SpeculationPolicy` per
-search family proposes (parent, k) pairs in order of preference:
-  * BFS (REBASE): the algorithm's own width rule over the part of the frontier already
-    scored, up to `lookahead` layers ahead;
-  * DFS (MCTS): the predicted descent of the current rollout (the best child scored so
-    far, then its best scored speculative child, `lookahead` deep, then the runners-up)
-    and of the next `lookahead` selections, predicted by replaying UCT with virtual visits.
-A usefulness EMA (fraction of speculative children the real search kept) narrows the
-speculative width when speculation is mostly wasted and slots are contended.
+A usefulness EMA (the fraction of speculative children the search kept) narrows the
+speculative width when speculation is mostly wasted and slots are contended; the
+allocator weighs the query's demand by it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from enum import StrEnum
+from typing import Protocol
 
 from spex_ray.engines.base import FinishReason, GenRequest, GenResult
-from spex_ray.tree.algorithms.rebase import allocate_widths
+from spex_ray.io import TraceRow
+from spex_ray.tree.algorithms.base import SpeculationPolicy
+from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.budget import SpecBudget
+from spex_ray.tree.expand import StepGenerator
 from spex_ray.tree.node import Node
+from spex_ray.tree.tree import QueryTree
 
-if TYPE_CHECKING:
-    from spex_ray.tree.search import QuerySearch
-
-PENDING, DONE, PROMOTED, ABORTED = "pending", "done", "promoted", "aborted"
 MIN_GATE = 0.25  # speculative width never shrinks below a quarter: the EMA must be able to recover
+
+
+class SpecState(StrEnum):
+    PENDING = "pending"  # requested, not finished
+    DONE = "done"  # finished and scored, not claimed (yet)
+    PROMOTED = "promoted"  # claimed by the search
+    ABORTED = "aborted"  # dropped before it finished, or its request failed
+
+
+TRACE_OUTCOMES = {
+    SpecState.PROMOTED: "promoted",
+    SpecState.DONE: "wasted",
+    SpecState.ABORTED: "aborted",
+    SpecState.PENDING: "aborted",
+}
 
 
 @dataclass(eq=False)
@@ -45,8 +55,7 @@ class SpecEntry:
     parent: Node
     k: int
     request: GenRequest
-    state: str = PENDING
-    promoted_pending: bool = False  # claimed by the real search before it finished
+    state: SpecState = SpecState.PENDING
     result: GenResult | None = None
     node: Node | None = None  # the detached child, once scored
     task: asyncio.Task | None = field(default=None, repr=False)
@@ -56,50 +65,57 @@ class SpecEntry:
         return self.parent.child_id(self.k)
 
 
-class SpeculationPolicy(Protocol):
-    """Proposes speculative children, best first, and drops the ones a barrier made useless."""
+@dataclass(frozen=True)
+class SpeculationStats:
+    """What speculation cost and how much of it the search kept."""
 
-    def propose(self, search: QuerySearch, scale: float) -> list[tuple[Node, int]]: ...
+    spec_requests: int = 0
+    tokens_spec: int = 0
+    tokens_wasted: int = 0
+    hit_rate: float = 0.0  # promoted / resolved (promoted, wasted or aborted)
 
-    def barrier(self, speculation: Speculation, requested: set[str]) -> None: ...
+
+class SpeculationHost(Protocol):
+    """What speculation sees of the search it serves: the tree and the step generator."""
+
+    @property
+    def tree(self) -> QueryTree: ...
+
+    @property
+    def steps(self) -> StepGenerator: ...
 
 
 class Speculation:
     """The speculative children of one query: issue, promote, abort, account."""
 
     def __init__(
-        self,
-        search: QuerySearch,
-        policy: SpeculationPolicy,
-        budget: SpecBudget,
-        score_child: Callable[[Node, int, GenResult], Awaitable[Node]],
-        ema_decay: float = 0.8,
+        self, host: SpeculationHost, policy: SpeculationPolicy, budget: SpecBudget, ema_decay: float = 0.8
     ) -> None:
-        self.search = search
+        self._host = host
         self.policy = policy
         self.budget = budget
-        self._score_child = score_child
         self.ema_decay = ema_decay
         self.usefulness = 1.0
+        self.barrier = Barrier()  # the search's current (or last) barrier
         self.live: dict[str, SpecEntry] = {}  # child id -> entry not yet promoted or dropped
         self.history: list[SpecEntry] = []
         self._aborts: list[asyncio.Task] = []
         self.max_in_flight = 0
         self.closed = False
-        if hasattr(budget, "on_grant"):  # a lease: use new slots the moment they arrive
-            budget.on_grant = lambda _slots: self.fill()
+        budget.on_grant = lambda _slots: self.fill()  # use new slots the moment they arrive
 
-    # -- the real search's side -----------------------------------------------------------
+    @property
+    def tree(self) -> QueryTree:
+        return self._host.tree
+
+    # -- the search's side -------------------------------------------------------------------
 
     def claim(self, parent: Node, k: int) -> SpecEntry | None:
         """The speculative child (parent, k), promoted to primary, or None."""
-        entry = self.live.get(parent.child_id(k))
-        if entry is None:
-            return None
-        del self.live[entry.child_id]
-        entry.promoted_pending = entry.state == PENDING
-        entry.state = PROMOTED
-        self._learn(True)
+        entry = self.live.pop(parent.child_id(k), None)
+        if entry is not None:
+            entry.state = SpecState.PROMOTED
+            self._learn(True)
         return entry
 
     async def promoted_child(self, entry: SpecEntry) -> Node | None:
@@ -108,22 +124,21 @@ class Speculation:
             await asyncio.shield(entry.task)
         return entry.node
 
-    def barrier(self, requested: set[str]) -> None:
-        """The real search asked for `requested`: let the policy drop what became useless."""
-        self.policy.barrier(self, requested)
-
-    def drop_unrequested(self, requested: set[str], only_expanded: bool) -> None:
-        """At a barrier: abort live children of real nodes that the search did not ask for.
-
-        BFS expands every real node at one barrier only, so anything left under a real
-        node is dead; DFS may still expand a real leaf later (`only_expanded`).
-        """
+    def on_barrier(self, barrier: Barrier) -> None:
+        """The search expands `barrier` (after claiming what it could): drop the live children
+        of tree nodes it did not ask for, unless the policy says it may still ask."""
+        self.barrier = barrier
         for entry in list(self.live.values()):
             parent = entry.parent
-            if self.search.tree.nodes.get(parent.id) is not parent or entry.child_id in requested:
+            if not self._in_tree(parent) or entry.child_id in barrier.requested:
                 continue
-            if not only_expanded or parent.children or parent in self.search.expanding:
+            if not self.policy.may_expand_later(parent, barrier):
                 self._drop(entry)
+
+    def on_scored(self, child: Node) -> None:
+        """A child of the current barrier is scored: it may be worth speculating below."""
+        self.barrier.scored.append(child)
+        self.fill()
 
     def fill(self) -> None:
         """Issue proposed children while the query holds free speculative slots.
@@ -135,15 +150,15 @@ class Speculation:
         if self.closed:
             return
         free = self.budget.granted() - self.in_flight
-        wanted = self._new(self.policy.propose(self.search, 1.0))
-        fresh = set(self.search.layer_done)
+        wanted = self._new(self.policy.propose(self, 1.0))
+        fresh = set(self.barrier.scored)
         hot = sum(1 for parent, _ in wanted if self._is_hot(parent, fresh)) / len(wanted) if wanted else 0.0
         proposals = wanted
         if len(wanted) > free and self.gate < 1.0:
-            proposals = self._new(self.policy.propose(self.search, self.gate))
+            proposals = self._new(self.policy.propose(self, self.gate))
         for parent, k in proposals[: max(0, free)]:
             self._issue(parent, k)
-        # the demand is the ungated want: the allocator weighs it by the hit rate itself
+        # the demand is the ungated want: the allocator weighs it by the usefulness itself
         self.budget.report(len(wanted) + self.in_flight, self.usefulness, hot)
 
     async def finish(self) -> None:
@@ -158,7 +173,14 @@ class Speculation:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.budget.close()
 
-    # -- accounting ------------------------------------------------------------------------
+    # -- the policy's side (a SpeculationView) -----------------------------------------------
+
+    def scored_child(self, parent: Node, k: int) -> Node | None:
+        """The live speculative child (parent, k), if it has been scored."""
+        entry = self.live.get(parent.child_id(k))
+        return entry.node if entry is not None else None
+
+    # -- accounting --------------------------------------------------------------------------
 
     @property
     def gate(self) -> float:
@@ -166,73 +188,78 @@ class Speculation:
 
     @property
     def in_flight(self) -> int:
-        return sum(1 for e in self.live.values() if e.state == PENDING)
+        return sum(1 for e in self.live.values() if e.state == SpecState.PENDING)
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> SpeculationStats:
         tokens = [e.result.completion_tokens if e.result else 0 for e in self.history]
-        used = [t for t, e in zip(tokens, self.history, strict=True) if e.state == PROMOTED]
-        resolved = [e for e in self.history if e.state in (PROMOTED, ABORTED, DONE)]
-        promoted = sum(1 for e in self.history if e.state == PROMOTED)
-        return {
-            "spec_requests": len(self.history),
-            "spec_promoted": promoted,
-            "tokens_spec": sum(tokens),
-            "tokens_wasted": sum(tokens) - sum(used),
-            "hit_rate": promoted / len(resolved) if resolved else 0.0,
-        }
+        used = [t for t, e in zip(tokens, self.history, strict=True) if e.state == SpecState.PROMOTED]
+        resolved = [e for e in self.history if e.state != SpecState.PENDING]
+        return SpeculationStats(
+            spec_requests=len(self.history),
+            tokens_spec=sum(tokens),
+            tokens_wasted=sum(tokens) - sum(used),
+            hit_rate=len(used) / len(resolved) if resolved else 0.0,
+        )
 
-    def trace_rows(self) -> list[dict]:
-        outcome = {PROMOTED: "promoted", DONE: "wasted", ABORTED: "aborted", PENDING: "aborted"}
+    def trace_rows(self) -> list[TraceRow]:
+        """The speculative requests that came back, in the order they were issued."""
+        row = self._host.steps.row
         return [
-            self.search.trace_row(e.request, e.result, e.child_id, outcome[e.state], e.node)
+            row(e.request, e.result, e.child_id, TRACE_OUTCOMES[e.state], e.node)
             for e in self.history
             if e.result is not None
         ]
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _in_tree(self, node: Node) -> bool:
+        return self.tree.nodes.get(node.id) is node
+
     def _is_hot(self, parent: Node, fresh: set[Node]) -> bool:
         """Whether the parent's KV is fresh in the engine's prefix cache (S_kv): it was just
         generated, at this barrier (`fresh`) or speculatively, so its children skip that prefill."""
-        return parent in fresh or self.search.tree.nodes.get(parent.id) is not parent
+        return parent in fresh or not self._in_tree(parent)
 
     def _new(self, proposals: list[tuple[Node, int]]) -> list[tuple[Node, int]]:
         """The proposals not already live or requested for real."""
         return [(p, k) for p, k in proposals if p.child_id(k) not in self.live and not self._known_real(p, k)]
 
     def _known_real(self, parent: Node, k: int) -> bool:
-        return parent.child_id(k) in self.search.tree.nodes or parent.child_id(k) in self.search.in_flight
+        child_id = parent.child_id(k)
+        return child_id in self.tree.nodes or child_id in self.barrier.requested
 
     def _issue(self, parent: Node, k: int) -> None:
-        entry = SpecEntry(parent, k, self.search.request(parent, k, speculative=True))
+        entry = SpecEntry(parent, k, self._host.steps.request(parent, k, "spec"))
         self.live[entry.child_id] = entry
         self.history.append(entry)
         entry.task = asyncio.get_running_loop().create_task(self._run(entry))
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     async def _run(self, entry: SpecEntry) -> None:
-        result = await self.search.engine.generate(entry.request)
+        steps = self._host.steps
+        result = await steps.generate(entry.request)
         entry.result = result
         if result.finish_reason in (FinishReason.ABORT, FinishReason.ERROR):
-            if entry.state != PROMOTED:
-                entry.state = ABORTED
+            if entry.state != SpecState.PROMOTED:
+                entry.state = SpecState.ABORTED
             self.live.pop(entry.child_id, None)
             return
-        entry.node = await self._score_child(entry.parent, entry.k, result)
-        if entry.state == PENDING:
-            entry.state = DONE
+        entry.node = await steps.score(entry.parent, entry.k, result)
+        if entry.state == SpecState.PENDING:
+            entry.state = SpecState.DONE
         self.fill()  # lookahead: a scored speculative child may be worth expanding too
 
     def _drop(self, entry: SpecEntry) -> None:
+        """Abort or discard `entry`, then its speculative children (recursion takes the rest)."""
         self.live.pop(entry.child_id, None)
-        if entry.state == PENDING:
-            self._aborts.append(
-                asyncio.get_running_loop().create_task(self.search.engine.abort(entry.request.request_id))
-            )
-        if entry.state in (PENDING, DONE):
-            entry.state = ABORTED if entry.state == PENDING else DONE
+        if entry.state == SpecState.PENDING:
+            entry.state = SpecState.ABORTED
+            abort = self._host.steps.abort(entry.request.request_id)
+            self._aborts.append(asyncio.get_running_loop().create_task(abort))
             self._learn(False)
-        for other in list(self.live.values()):  # its speculative children; recursion takes the rest
+        elif entry.state == SpecState.DONE:
+            self._learn(False)
+        for other in list(self.live.values()):
             if other.parent.id == entry.child_id:
                 self._drop(other)
 
@@ -240,120 +267,26 @@ class Speculation:
         self.usefulness = self.ema_decay * self.usefulness + (1 - self.ema_decay) * float(useful)
 
 
-def scaled(width: int, scale: float) -> int:
-    return math.ceil(width * scale) if width > 0 else 0
+class NoSpeculation:
+    """Speculation off: nothing is claimed, issued or accounted."""
 
+    def claim(self, parent: Node, k: int) -> SpecEntry | None:
+        return None
 
-class RebasePolicy:
-    """BFS: REBASE's own width rule on the part of the layer already scored, `lookahead` deep."""
+    async def promoted_child(self, entry: SpecEntry) -> Node | None:
+        return None
 
-    def __init__(self, algorithm, lookahead: int) -> None:
-        self.algorithm = algorithm
-        self.lookahead = lookahead
+    def on_barrier(self, barrier: Barrier) -> None:
+        return None
 
-    def propose(self, search: QuerySearch, scale: float) -> list[tuple[Node, int]]:
-        wanted: list[tuple[Node, int]] = []
-        level, budget = list(search.layer_done), self.algorithm.budget
-        for _ in range(self.lookahead):
-            budget -= sum(1 for node in level if node.terminal)
-            open_nodes = [node for node in level if not node.terminal]
-            if budget <= 0 or not open_nodes:
-                break
-            widths = allocate_widths([n.reward for n in open_nodes], budget, self.algorithm.temperature)
-            ranked = sorted(zip(open_nodes, widths, strict=True), key=lambda pair: -pair[0].reward)
-            level = []
-            for node, width in ranked:
-                for k in range(scaled(width, scale)):
-                    wanted.append((node, k))
-                    level += _scored_child(search, node, k)
-        return wanted
+    def on_scored(self, child: Node) -> None:
+        return None
 
-    def barrier(self, speculation: Speculation, requested: set[str]) -> None:
-        speculation.drop_unrequested(requested, only_expanded=False)
+    async def finish(self) -> None:
+        return None
 
+    def stats(self) -> SpeculationStats:
+        return SpeculationStats()
 
-class MCTSPolicy:
-    """DFS: the current rollout's predicted descent, then that of the next selections,
-    predicted by replaying UCT on the tree with virtual visits (each prediction adds one)."""
-
-    def __init__(self, algorithm, lookahead: int) -> None:
-        self.algorithm = algorithm
-        self.lookahead = lookahead
-
-    def propose(self, search: QuerySearch, scale: float) -> list[tuple[Node, int]]:
-        width = scaled(self.algorithm.expand_width, scale)
-        chains = [self._descent(search, [n for n in search.layer_done if not n.terminal])]
-        chains += [self._descent(search, [node]) for node in self._next_selections(search)]
-        return [(node, k) for chain in chains for node in chain for k in range(width)]
-
-    def barrier(self, speculation: Speculation, requested: set[str]) -> None:
-        speculation.drop_unrequested(requested, only_expanded=True)
-
-    def _descent(self, search: QuerySearch, scored: list[Node]) -> list[Node]:
-        """The rollout the search is predicted to take from `scored` (the first candidates):
-        the best-rewarded one, then the best of its scored speculative children, and so on,
-        `lookahead` nodes deep (a rollout descends to an unvisited child by reward)."""
-        chain: list[Node] = []
-        runners_up: list[Node] = []  # the siblings not taken: the prediction if the best is beaten
-        while scored and len(chain) < self.lookahead:
-            ranked = sorted(scored, key=lambda n: -n.reward)
-            chain.append(ranked[0])
-            runners_up += ranked[1:]
-            k_range = range(self.algorithm.expand_width)
-            scored = [c for k in k_range for c in _scored_child(search, ranked[0], k) if not c.terminal]
-        return chain + runners_up
-
-    def _next_selections(self, search: QuerySearch) -> list[Node]:
-        virtual: dict[str, int] = {}
-        for node in search.expanding:
-            _visit(virtual, node)
-        picks: list[Node] = []
-        for _ in range(self.lookahead):
-            node = search.tree.root
-            while node.children and not node.terminal:
-                node = _select_virtual(node, virtual, self.algorithm.exploration)
-            _visit(virtual, node)
-            if not node.terminal and node not in search.expanding and node not in picks:
-                picks.append(node)
-        return picks
-
-
-def policy_for(algorithm, spex) -> SpeculationPolicy:
-    """The speculation policy of an algorithm family."""
-    from spex_ray.tree.algorithms.mcts import MCTS
-    from spex_ray.tree.algorithms.rebase import Rebase
-
-    if isinstance(algorithm, Rebase):
-        return RebasePolicy(algorithm, spex.lookahead)
-    if isinstance(algorithm, MCTS):
-        return MCTSPolicy(algorithm, spex.lookahead)
-    raise ValueError(f"no speculation policy for {type(algorithm).__name__}")
-
-
-def _scored_child(search: QuerySearch, node: Node, k: int) -> list[Node]:
-    """The speculative child (node, k) if it has been scored, as a one-element list."""
-    entry = search.speculation.live.get(node.child_id(k)) if search.speculation else None
-    return [entry.node] if entry is not None and entry.node is not None else []
-
-
-def _visit(virtual: dict[str, int], node: Node) -> None:
-    current: Node | None = node
-    while current is not None:
-        virtual[current.id] = virtual.get(current.id, 0) + 1
-        current = current.parent
-
-
-def _select_virtual(node: Node, virtual: dict[str, int], exploration: float) -> Node:
-    """UCT with virtual visits that keep a node's mean value (they only add count)."""
-
-    def visits(n: Node) -> int:
-        return n.visits + virtual.get(n.id, 0)
-
-    unvisited = [c for c in node.children if visits(c) == 0]
-    if unvisited:
-        return max(unvisited, key=lambda c: c.reward)
-    parent_visits = max(visits(node), 1)
-    return max(
-        node.children,
-        key=lambda c: c.value + exploration * math.sqrt(math.log(parent_visits) / visits(c)),
-    )
+    def trace_rows(self) -> list[TraceRow]:
+        return []

@@ -1,9 +1,10 @@
 """Search algorithms: each decides which nodes to expand and which answers to vote on.
 
-An algorithm drives a QuerySearch through two calls: `await search.expand(node, ks)`
-(generate and score children k of node) and the tree it builds. The search owns the
-engine, rewards, seeds and accounting, so speculation can be added beneath `expand`
-without an algorithm knowing.
+An algorithm drives a QuerySearch through `await search.expand(node, ks)` (generate and
+score children k of node) and the tree it builds. The search owns the engine, rewards,
+seeds and accounting, so speculation works beneath `expand` without the algorithm knowing;
+what speculation should expand is predicted by the algorithm's own policy
+(`algorithm.speculation(lookahead)`), defined next to it with the same rules.
 """
 
 from spex_ray.registry import Registry

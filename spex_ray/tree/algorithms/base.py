@@ -1,11 +1,14 @@
-"""The interface between a search algorithm and the QuerySearch that runs it."""
+"""The interfaces between a search algorithm, the QuerySearch that runs it and the
+speculation that predicts it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from spex_ray.tree.barrier import Barrier
     from spex_ray.tree.node import Node
     from spex_ray.tree.tree import QueryTree
 
@@ -22,9 +25,44 @@ class SearchDriver(Protocol):
     def should_stop(self, remaining: int) -> bool: ...
 
 
+class SpeculationView(Protocol):
+    """What a speculation policy sees: the tree, the current barrier, and the speculative
+    children already scored (which a prediction may descend into)."""
+
+    @property
+    def tree(self) -> QueryTree: ...
+
+    @property
+    def barrier(self) -> Barrier: ...
+
+    def scored_child(self, parent: Node, k: int) -> Node | None: ...
+
+
+class SpeculationPolicy(Protocol):
+    """An algorithm's prediction of the children its search will ask for next."""
+
+    def propose(self, view: SpeculationView, scale: float) -> list[tuple[Node, int]]:
+        """(parent, k) pairs, best first; `scale` in (0, 1] narrows the widths."""
+        ...
+
+    def may_expand_later(self, parent: Node, barrier: Barrier) -> bool:
+        """Whether the search may still ask for children of the tree node `parent`, which
+        `barrier` did not ask for; if not, its speculative children are dropped."""
+        ...
+
+
 class Algorithm(Protocol):
     """Builds the tree by expanding nodes; names the (answer, weight) candidates to vote on."""
 
     async def run(self, search: SearchDriver) -> None: ...
 
     def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]: ...
+
+    def speculation(self, lookahead: int) -> SpeculationPolicy:
+        """The policy that predicts this algorithm, `lookahead` steps ahead."""
+        ...
+
+
+def scaled_width(width: int, scale: float) -> int:
+    """A speculative width narrowed by `scale`, never to 0 unless it was 0."""
+    return math.ceil(width * scale) if width > 0 else 0

@@ -1,9 +1,12 @@
-"""REBASE (Wu et al., "Inference Scaling Laws", 2024): reward-balanced BFS.
+"""REBASE (Wu et al., "Inference Scaling Laws", 2024): reward-balanced BFS, and its speculation.
 
 Layer by layer, the remaining budget B (paths still to finish) is shared among the open
 nodes of the layer in proportion to softmax(reward / T); a node given width w gets w
 children. A child that reaches an answer (or a limit) finishes a path and uses one unit
 of budget. The final answer is the reward-weighted majority vote over finished paths.
+
+Speculation applies the same frontier rule to the part of the layer already scored, and
+to the speculative children scored below it, `lookahead` layers ahead.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from spex_ray.tree.algorithms.base import SearchDriver
+from spex_ray.config import SearchConfig
+from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, scaled_width
+from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.node import Node
+
+Frontier = list[tuple[Node, int]]  # (open node, its width > 0)
 
 
 def allocate_widths(rewards: Sequence[float], budget: int, temperature: float) -> list[int]:
@@ -34,25 +41,65 @@ def allocate_widths(rewards: Sequence[float], budget: int, temperature: float) -
     return widths
 
 
+def next_frontier(layer: Sequence[Node], budget: int, temperature: float) -> tuple[int, Frontier]:
+    """REBASE's rule: the budget left once `layer`'s terminals finished their paths, and the
+    open nodes of `layer` with their widths (empty when nothing is left to expand)."""
+    budget -= sum(1 for node in layer if node.terminal)
+    open_nodes = [node for node in layer if not node.terminal]
+    if budget <= 0 or not open_nodes:
+        return budget, []
+    widths = allocate_widths([n.reward for n in open_nodes], budget, temperature)
+    return budget, [(node, w) for node, w in zip(open_nodes, widths, strict=True) if w > 0]
+
+
 class Rebase:
     """Reward-balanced search with a total budget of `search.width` finished paths."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: SearchConfig) -> None:
         self.width = config.width
         self.temperature = config.softmax_temperature
         self.budget = self.width  # paths still to finish, as of the current layer's start
 
     async def run(self, search: SearchDriver) -> None:
         self.budget = self.width
-        frontier: list[tuple[Node, int]] = [(search.tree.root, self.budget)]
+        frontier: Frontier = [(search.tree.root, self.budget)]
         while frontier:
             layer = await search.expand_many([(node, range(width)) for node, width in frontier])
-            self.budget -= sum(1 for child in layer if child.terminal)
-            open_nodes = [child for child in layer if not child.terminal]
-            if self.budget <= 0 or not open_nodes or search.should_stop(self.budget):
+            self.budget, frontier = next_frontier(layer, self.budget, self.temperature)
+            if frontier and search.should_stop(self.budget):
                 return
-            widths = allocate_widths([n.reward for n in open_nodes], self.budget, self.temperature)
-            frontier = [(node, w) for node, w in zip(open_nodes, widths, strict=True) if w > 0]
 
     def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
         return [(node.answer, node.path_reward) for node in search.tree.terminals()]
+
+    def speculation(self, lookahead: int) -> RebaseSpeculation:
+        return RebaseSpeculation(self, lookahead)
+
+
+class RebaseSpeculation:
+    """Predicts REBASE: its frontier rule on the scored part of the layer, `lookahead` deep,
+    the likeliest (highest reward) nodes first."""
+
+    def __init__(self, rebase: Rebase, lookahead: int) -> None:
+        self.rebase = rebase
+        self.lookahead = lookahead
+
+    def propose(self, view: SpeculationView, scale: float) -> list[tuple[Node, int]]:
+        wanted: list[tuple[Node, int]] = []
+        level, budget = list(view.barrier.scored), self.rebase.budget
+        for _ in range(self.lookahead):
+            budget, frontier = next_frontier(level, budget, self.rebase.temperature)
+            if not frontier:
+                break
+            level = []
+            for node, width in sorted(frontier, key=lambda pair: -pair[0].reward):
+                for k in range(scaled_width(width, scale)):
+                    wanted.append((node, k))
+                    child = view.scored_child(node, k)
+                    if child is not None:
+                        level.append(child)
+        return wanted
+
+    def may_expand_later(self, parent: Node, barrier: Barrier) -> bool:
+        """Never: BFS expands every node of the tree at one barrier only."""
+        return False
