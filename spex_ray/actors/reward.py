@@ -10,8 +10,7 @@ import ray
 
 from spex_ray.actors.pool import reward_resources, start_actors
 from spex_ray.config import RewardConfig
-from spex_ray.rewards import REWARDS
-from spex_ray.rewards.prm import SCORERS
+from spex_ray.registries import REWARDS, SCORERS
 
 
 @ray.remote

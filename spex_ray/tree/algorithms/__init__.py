@@ -6,11 +6,7 @@ engine, rewards, seeds and accounting, so speculation can be added beneath `expa
 without an algorithm knowing.
 """
 
-from spex_ray.registry import Registry
+from spex_ray.registries import ALGORITHMS  # registered there, so the config reads names without this package
 from spex_ray.tree.algorithms.base import Algorithm
-
-ALGORITHMS = Registry("search algorithm")
-ALGORITHMS.register("rebase", "spex_ray.tree.algorithms.rebase:Rebase")
-ALGORITHMS.register("mcts", "spex_ray.tree.algorithms.mcts:MCTS")
 
 __all__ = ["ALGORITHMS", "Algorithm"]
