@@ -19,7 +19,6 @@ import yaml
 
 from spex_ray.registries import ALGORITHMS, BACKENDS, REWARDS, SCORERS
 
-
 S = TypeVar("S")
 
 
@@ -54,7 +53,10 @@ MOVED_POLICY_KEYS = {
         key: f"policy.sglang.{key}"
         for key in ("mem_fraction_static", "context_length", "deterministic", "spec_draft_model")
     },
-    **{key: f"policy.sglang.{key}" for key in ("spec_topk", "spec_draft_tokens", "nccl_port", "trust_remote_code")},
+    **{
+        key: f"policy.sglang.{key}"
+        for key in ("spec_topk", "spec_draft_tokens", "nccl_port", "trust_remote_code")
+    },
     "sglang_args": "policy.sglang.server_args",
     "spec_decode": "policy.sim.spec_decode or policy.sglang.spec_decode",
     "draft_steps": "policy.sim.draft_steps or policy.sglang.draft_steps",
@@ -169,9 +171,7 @@ class RewardConfig:
         for key in ("num_engines", "tp", "max_batch_size"):
             check(getattr(self, key) >= 1, f"reward.{key}", "must be >= 1")
         check(self.num_gpus >= 0, "reward.num_gpus", "must be >= 0")
-        check(
-            0 <= self.mem_fraction_static < 1, "reward.mem_fraction_static", "must be in [0, 1) (0 = auto)"
-        )
+        check(0 <= self.mem_fraction_static < 1, "reward.mem_fraction_static", "must be in [0, 1) (0 = auto)")
         check(self.dtype in ("float32", "bfloat16", "float16"), "reward.dtype", "float32|bfloat16|float16")
 
 

@@ -91,7 +91,9 @@ def request_problem(
     return None
 
 
-def queue_load(meter: LoadMeter, running: Iterable[Priority], queue: AdmissionQueue, now: float) -> EngineLoad:
+def queue_load(
+    meter: LoadMeter, running: Iterable[Priority], queue: AdmissionQueue, now: float
+) -> EngineLoad:
     """The EngineLoad of an engine running requests of priorities `running`, with `queue` waiting."""
     priorities = list(running)
     return meter.snapshot(

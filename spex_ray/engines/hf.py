@@ -145,7 +145,9 @@ class HFEngine:
         tokenizer = self._load_tokenizer()
         resolved = resolve_model(self.policy.model, self.policy.cache_dir)
         dtype = getattr(torch, self.policy.dtype)
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(self.settings.device).eval()
+        model = (
+            AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(self.settings.device).eval()
+        )
         eos = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)}
         self._eos_ids = sorted(i for i in eos if i is not None and i >= 0)
         max_positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 8192
@@ -334,7 +336,9 @@ class HFEngine:
     # ------------------------------------------------------------------ introspection
 
     def load(self) -> EngineLoad:
-        return queue_load(self._meter, (s.request.priority for s in self._running.values()), self._queue, time.time())
+        return queue_load(
+            self._meter, (s.request.priority for s in self._running.values()), self._queue, time.time()
+        )
 
     def knee(self) -> int:
         """No model of this engine's step time: its batch size (measure one with `spex-ray calibrate`)."""

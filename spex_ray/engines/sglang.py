@@ -245,7 +245,9 @@ class SGLangEngine:
             from transformers import AutoTokenizer
 
             path = resolve_model(self.policy.model, self.policy.cache_dir).path
-            self._tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.settings.trust_remote_code)
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                path, trust_remote_code=self.settings.trust_remote_code
+            )
         return self._tokenizer
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:

@@ -90,7 +90,9 @@ def speculative_args(settings: SGLangSettings) -> dict[str, Any]:
     return args
 
 
-def server_args(policy: PolicyConfig, model_path: str, *, nccl_port: int, seed: int | None = 0) -> dict[str, Any]:
+def server_args(
+    policy: PolicyConfig, model_path: str, *, nccl_port: int, seed: int | None = 0
+) -> dict[str, Any]:
     """Keyword arguments of `sglang.Engine(**kwargs)` for a policy and its sglang section.
 
     The section is validated first (a ConfigError names the bad key). Zero-valued options

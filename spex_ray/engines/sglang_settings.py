@@ -49,7 +49,9 @@ class SGLangSettings:
         methods = ["", *SPEC_ALGORITHMS]
         check(self.spec_decode in methods, "policy.sglang.spec_decode", " | ".join(repr(m) for m in methods))
         if self.spec_decode in NEEDS_DRAFT_MODEL:
-            check(bool(self.spec_draft_model), "policy.sglang.spec_draft_model", f"needed by {self.spec_decode}")
+            check(
+                bool(self.spec_draft_model), "policy.sglang.spec_draft_model", f"needed by {self.spec_decode}"
+            )
         check(
             0 <= self.mem_fraction_static < 1,
             "policy.sglang.mem_fraction_static",
@@ -58,14 +60,20 @@ class SGLangSettings:
         for key in ("context_length", "spec_topk", "spec_draft_tokens", "draft_steps"):
             check(getattr(self, key) >= 0, f"policy.sglang.{key}", "must be >= 0 (0 = SGLang's default)")
         check(
-            self.nccl_port == 0 or 1024 <= self.nccl_port <= 65000, "policy.sglang.nccl_port", "0 or 1024..65000"
+            self.nccl_port == 0 or 1024 <= self.nccl_port <= 65000,
+            "policy.sglang.nccl_port",
+            "0 or 1024..65000",
         )
         check(
             policy.num_gpus in (0, policy.tp) or (policy.tp == 1 and 0 < policy.num_gpus < 1),
             "policy.num_gpus",
             f"0 (= tp), tp ({policy.tp}), or a fraction < 1 with tp 1 (a GPU shared with the reward)",
         )
-        check(is_str_dict(self.server_args), "policy.sglang.server_args", "a mapping of ServerArgs names to values")
+        check(
+            is_str_dict(self.server_args),
+            "policy.sglang.server_args",
+            "a mapping of ServerArgs names to values",
+        )
 
     def needs_gpu(self) -> bool:
         return True

@@ -198,7 +198,9 @@ class SimEngine:
             self._finish(seq, FinishReason.ABORT)
 
     def load(self) -> EngineLoad:
-        return queue_load(self._meter, (s.request.priority for s in self._running.values()), self._queue, self.clock())
+        return queue_load(
+            self._meter, (s.request.priority for s in self._running.values()), self._queue, self.clock()
+        )
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         """ "<|system|>\\n...\\n<|user|>\\n...\\n<|assistant|>\\n" (workload.render_chat)."""
