@@ -31,6 +31,10 @@ class Registry:
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Forget `name` (a no-op when unknown); for tests that register a temporary entry."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

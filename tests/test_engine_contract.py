@@ -161,6 +161,7 @@ def assert_valid(result, request: GenRequest) -> None:
 def test_protocol_and_chat(engine):
     assert isinstance(engine, Engine)
     assert "What is 2+2?" in prompt(engine, "What is 2+2?")
+    assert 1 <= engine.knee() <= engine.load().max_batch_size
 
 
 def test_concurrent_requests_share_the_engine(engine, loop):

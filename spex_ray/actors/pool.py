@@ -120,7 +120,7 @@ def actor_options(resources: ActorResources) -> tuple[dict[str, Any], Any]:
 
 
 def start_actors(
-    actor_cls: Any, config: Any, resources: ActorResources, prefix: str, count: int
+    actor_cls: Any, config: PolicyConfig | RewardConfig, resources: ActorResources, prefix: str, count: int
 ) -> tuple[list[Any], list[Any]]:
     """Start `count` actors `actor_cls(config, f"{prefix}-{i}")` with `resources`, wait for their
     start(); returns the actors and their placement groups (tensor parallel only)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from spex_ray.config import PolicyConfig, RewardConfig
 from spex_ray.engines.sglang_settings import SGLangSettings
@@ -48,9 +48,9 @@ class PRMReward:
     client); without one the reward cannot score and says so.
     """
 
-    needs_scorer = True  # solve() starts reward actors for it
+    needs_scorer: ClassVar[bool] = True  # solve() starts reward actors for it
 
-    def __init__(self, config: Any = None, scorer: StepScorer | None = None) -> None:
+    def __init__(self, config: RewardConfig | None = None, scorer: StepScorer | None = None) -> None:
         self.config = config
         self.scorer = scorer
 
