@@ -1,8 +1,10 @@
 """One Config of typed sections, loaded from YAML and overridden with `section.key=value`.
 
-Sections: policy (the LLM engine; its backend's own settings nested as policy.<backend>), reward, search, spex (speculation switches), task (the
-dataset), run (concurrency, seeds, outputs, Ray). Unknown keys and ill-typed values are
-errors that name the offending key.
+Sections: policy (the LLM engine; each backend's own settings nest as policy.<backend>),
+reward, search, spex (speculation switches), task (the dataset), run (concurrency, seeds,
+outputs, Ray). Unknown keys and ill-typed values are errors that name the offending key.
+Names (backends, rewards, scorers, algorithms) are checked against registries.py, so this
+module imports no engine, reward or algorithm module.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class BackendSettings(Protocol):
     """A backend's own settings: the `policy.<backend>` section, a dataclass registered in
     registries.BACKENDS. Its module imports neither torch nor sglang."""
 
-    engine: ClassVar[str]  # "module:Class" of the backend's Engine: Class(policy, settings, name=...)
+    engine: ClassVar[str]  # "module:Class" of the backend's Engine, built as Class(policy, name=...)
 
     def validate(self, policy: PolicyConfig) -> None:
         """Raise ConfigError naming `policy.<backend>.<key>` for a bad value."""
@@ -39,24 +41,17 @@ class BackendSettings(Protocol):
         """Whether the engine runs on GPUs (its actor then gets policy.tp GPUs when num_gpus is 0)."""
 
 
-# Keys of the flat policy section of old, and where they live now.
-MOVED_POLICY_KEYS = {
-    "device": "policy.hf.device",
+_MOVED_TO_BACKENDS = {  # keys of the old flat policy section, by the backend section they moved to
+    "hf": "device",
+    "sim": "gpu time_scale efficiency overhead_s prefill_chunk accept_len draft_cost kv_fraction",
+    "sglang": "mem_fraction_static context_length deterministic spec_draft_model spec_topk spec_draft_tokens"
+    " nccl_port trust_remote_code",
+}
+MOVED_POLICY_KEYS = {  # old flat policy key -> where it lives now
     **{
-        key: f"policy.sim.{key}"
-        for key in ("gpu", "time_scale", "efficiency", "overhead_s", "prefill_chunk", "accept_len")
+        key: f"policy.{backend}.{key}" for backend, keys in _MOVED_TO_BACKENDS.items() for key in keys.split()
     },
-    "draft_cost": "policy.sim.draft_cost",
-    "kv_fraction": "policy.sim.kv_fraction",
     "sim_workload": "policy.sim.workload",
-    **{
-        key: f"policy.sglang.{key}"
-        for key in ("mem_fraction_static", "context_length", "deterministic", "spec_draft_model")
-    },
-    **{
-        key: f"policy.sglang.{key}"
-        for key in ("spec_topk", "spec_draft_tokens", "nccl_port", "trust_remote_code")
-    },
     "sglang_args": "policy.sglang.server_args",
     "spec_decode": "policy.sim.spec_decode or policy.sglang.spec_decode",
     "draft_steps": "policy.sim.draft_steps or policy.sglang.draft_steps",
