@@ -92,3 +92,31 @@ def test_config_imports_no_backend_reward_or_algorithm_module():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_admission_queue_admits_main_before_spec_fifo_within_a_priority():
+    from dataclasses import dataclass
+
+    from spex_ray.engines import Priority
+    from spex_ray.engines.admission import AdmissionQueue, request_problem
+
+    @dataclass
+    class Item:
+        request: GenRequest
+
+    queue: AdmissionQueue[Item] = AdmissionQueue()
+    spec = Item(GenRequest(prompt="s", priority=Priority.SPEC))
+    main1, main2 = Item(GenRequest(prompt="m1")), Item(GenRequest(prompt="m2"))
+    for item in (spec, main1, main2):
+        queue.push(item)
+    assert queue.peek() is main1 and queue.pop() is main1 and queue.count(Priority.MAIN) == 1
+    assert spec.request.request_id in queue and queue.remove(spec.request.request_id) is spec
+    assert queue.remove("unknown") is None and queue.drain() == [main2] and not queue
+    request = GenRequest(prompt="p", max_new_tokens=8)
+    assert request_problem(request, [], limit=10, limit_text="x", in_flight=False) == "the prompt is empty"
+    too_long = request_problem(
+        request, [1, 2, 3], limit=10, limit_text="the model's 10 positions", in_flight=False
+    )
+    assert too_long == "prompt too long: 3 prompt tokens + max_new_tokens 8 = 11 > the model's 10 positions"
+    assert request_problem(request, [1, 2, 3], limit=0, limit_text="", in_flight=False) is None  # 0 = unknown
+    assert "already in flight" in request_problem(request, [1], limit=10, limit_text="", in_flight=True)
