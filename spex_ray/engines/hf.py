@@ -273,8 +273,11 @@ class HFEngine:
         """Per-request temperature/top_p, when the manager can apply them; else log the mismatch once."""
         supported = getattr(self._manager.logit_processor, "supported_keys", {})
         kwargs = {}
-        for key in ("temperature", "top_p"):
-            wanted, engine = float(getattr(request, key)), float(getattr(self.policy, key))
+        pairs = {  # (requested, the engine's)
+            "temperature": (float(request.temperature), float(self.policy.temperature)),
+            "top_p": (float(request.top_p), float(self.policy.top_p)),
+        }
+        for key, (wanted, engine) in pairs.items():
             if wanted == engine:
                 continue
             if key in supported and request.temperature > 0:
