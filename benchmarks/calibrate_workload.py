@@ -4,7 +4,7 @@
         --out configs/workloads/smollm2_gsm8k.yaml
 
 Prints the fitted step-length distribution and answer-depth hazard (see
-spex_ray/engines/sim_calibrate.py); the YAML is what `policy.sim_workload` reads.
+spex_ray/sim/calibrate.py); the YAML is what `policy.sim.workload` reads.
 """
 
 from __future__ import annotations

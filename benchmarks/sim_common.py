@@ -59,7 +59,7 @@ def sim_config(target: str, search: str, concurrency: int, overrides: Sequence[s
     gpu, model = TARGETS[target]
     return Config.load(
         None,
-        [*BASE, f"policy.gpu={gpu}", f"policy.model={model}", f"run.concurrency={concurrency}",
+        [*BASE, f"policy.sim.gpu={gpu}", f"policy.model={model}", f"run.concurrency={concurrency}",
          *SEARCHES[search], *overrides],
     )  # fmt: skip
 
@@ -72,7 +72,7 @@ def problems_for(concurrency: int, minimum: int = 8, per_slot: int = 2) -> list[
 def roofline_tokens_per_s(config: Config, context_tokens: float = 1024) -> float:
     """Decode tokens/s of the engine at its knee for sequences of `context_tokens`: the
     rate where decoding stops being memory-bound (or KV memory runs out), the roofline's best."""
-    timing = SimSettings.from_policy(config.policy).timing()
+    timing = SimSettings.of(config.policy).timing(config.policy)
     context = max(1, round(context_tokens))
     knee = max(1, timing.knee(context))
     return knee / timing.decode_step_time(knee, context)

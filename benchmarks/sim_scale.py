@@ -97,7 +97,7 @@ def _on_ray(search: str, per_gpu: int, gpus: int, problems: list[dict], time_sca
         f"policy.num_engines={gpus}",
         "policy.num_cpus=0",
         "policy.num_gpus=0",
-        f"policy.time_scale={time_scale}",
+        f"policy.sim.time_scale={time_scale}",
         "run.resume=false",
         f"run.output={tempfile.mkdtemp(prefix='spex_scale_')}",
     ]

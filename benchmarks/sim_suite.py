@@ -156,7 +156,7 @@ def ablation(args: argparse.Namespace) -> None:
 def specdecode(args: argparse.Namespace) -> None:
     rows = []
     for method in args.methods:
-        token_level = [f"policy.spec_decode={method}"]
+        token_level = [f"policy.sim.spec_decode={method}"]
         for search in args.searches:
             for concurrency in args.concurrency:
                 base, spex = compare(H100, search, concurrency, ["spec+alloc"], extra=args.set)

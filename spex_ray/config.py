@@ -1,8 +1,10 @@
 """One Config of typed sections, loaded from YAML and overridden with `section.key=value`.
 
-Sections: policy (the LLM engine), reward, search, spex (speculation switches), task (the
-dataset), run (concurrency, seeds, outputs, Ray). Unknown keys and ill-typed values are
-errors that name the offending key.
+Sections: policy (the LLM engine; each backend's own settings nest as policy.<backend>),
+reward, search, spex (speculation switches), task (the dataset), run (concurrency, seeds,
+outputs, Ray). Unknown keys and ill-typed values are errors that name the offending key.
+Names (backends, rewards, scorers, algorithms) are checked against registries.py, so this
+module imports no engine, reward or algorithm module.
 """
 
 from __future__ import annotations
@@ -10,105 +12,108 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import yaml
+
+from spex_ray.registries import ALGORITHMS, BACKENDS, REWARDS, SCORERS
+
+S = TypeVar("S")
 
 
 class ConfigError(ValueError):
     """A bad config key or value; the message names it."""
 
 
+class BackendSettings(Protocol):
+    """A backend's own settings: the `policy.<backend>` section, a dataclass registered in
+    registries.BACKENDS. Its module imports neither torch nor sglang."""
+
+    engine: ClassVar[str]  # "module:Class" of the backend's Engine, built as Class(policy, name=...)
+
+    def validate(self, policy: PolicyConfig) -> None:
+        """Raise ConfigError naming `policy.<backend>.<key>` for a bad value."""
+
+    def needs_gpu(self) -> bool:
+        """Whether the engine runs on GPUs (its actor then gets policy.tp GPUs when num_gpus is 0)."""
+
+
+_MOVED_TO_BACKENDS = {  # keys of the old flat policy section, by the backend section they moved to
+    "hf": "device",
+    "sim": "gpu time_scale efficiency overhead_s prefill_chunk accept_len draft_cost kv_fraction",
+    "sglang": "mem_fraction_static context_length deterministic spec_draft_model spec_topk spec_draft_tokens"
+    " nccl_port trust_remote_code",
+}
+MOVED_POLICY_KEYS = {  # old flat policy key -> where it lives now
+    **{
+        key: f"policy.{backend}.{key}" for backend, keys in _MOVED_TO_BACKENDS.items() for key in keys.split()
+    },
+    "sim_workload": "policy.sim.workload",
+    "sglang_args": "policy.sglang.server_args",
+    "spec_decode": "policy.sim.spec_decode or policy.sglang.spec_decode",
+    "draft_steps": "policy.sim.draft_steps or policy.sglang.draft_steps",
+}
+
+
 @dataclass
 class PolicyConfig:
-    """The policy LLM and the engine that serves it."""
+    """The policy LLM and what every engine backend shares; each backend's own settings are
+    the sub-section named after it (policy.hf, policy.sglang, policy.sim)."""
 
-    backend: str = "hf"  # engines registry name: hf (transformers) | sglang (GPU) | sim (simulated GPU)
+    backend: str = "hf"  # registries.BACKENDS name: hf (transformers) | sglang (GPU) | sim (simulated GPU)
     model: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct), a local path, or a hub id
-    device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = "float32"  # hf, sglang
     max_batch_size: int = 8  # sequences decoded together
     max_new_tokens: int = 96  # per reasoning step
     temperature: float = 0.7
     top_p: float = 1.0
     num_engines: int = 1
-    num_gpus: float = 0.0  # per engine actor; 0 on CPU (sglang, or device cuda: 0 = tp GPUs)
+    num_gpus: float = 0.0  # per engine actor; 0 = tp GPUs where the backend needs GPUs, else none
     num_cpus: float = 1.0  # per engine actor
     cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
     knee: int = 0  # concurrency the engine decodes at no extra step cost (spex-ray calibrate); 0 = auto
-    # The simulated accelerator (backend: sim); see sim/settings.py.
-    gpu: str = "h100"  # a6000 | a100-80g | h100 | h200
-    tp: int = 1  # tensor parallel degree of one engine (sglang, sim)
-    time_scale: float = 1.0  # wall seconds per modeled second; 0 = do not sleep
-    efficiency: float = 0.0  # achievable fraction of peak; 0 = the GPU spec's value
-    overhead_s: float = 0.004  # fixed cost per engine iteration
-    prefill_chunk: int = 2048  # prefill tokens per iteration
-    # token-level speculative decoding: "" | eagle | mtp (sglang: + eagle3, standalone, ngram)
-    spec_decode: str = ""
-    accept_len: float = 0.0  # mean accepted tokens per verify step; 0 = the method's default
-    draft_cost: float = 0.1  # one draft pass as a fraction of a decode pass
-    draft_steps: int = 0  # draft tokens per verify step; 0 = 3 (sim) / SGLang's default
-    kv_fraction: float = 0.85  # memory left after the weights that holds KV cache
-    sim_workload: str = ""  # WorkloadParams overrides: a .json/.yaml path; "" = defaults
-    # SGLang (backend: sglang); see engines/sglang.py. tp, spec_decode and draft_steps above apply.
-    mem_fraction_static: float = 0.0  # GPU memory for weights + KV cache; 0 = SGLang's choice
-    context_length: int = 0  # 0 = the model's
-    deterministic: bool = True  # honour per-request seeds (lossless SPEX); SGLang's deterministic inference
-    spec_draft_model: str = ""  # draft model of eagle / eagle3 / standalone speculative decoding
-    spec_topk: int = 0  # speculative_eagle_topk; 0 = SGLang's default
-    spec_draft_tokens: int = 0  # speculative_num_draft_tokens; 0 = SGLang's default
-    nccl_port: int = 0  # first port of the engines' NCCL port blocks; 0 = 20000
-    trust_remote_code: bool = False
-    sglang_args: dict[str, Any] = field(default_factory=dict)  # more ServerArgs, passed through as given
+    tp: int = 1  # GPUs of one engine: tensor parallel degree (sglang, sim; hf ignores it)
+    # The backends' own sections by backend name, created with their defaults on first use.
+    backends: dict[str, BackendSettings] = field(default_factory=dict, metadata={"nested": True})
+
+    def settings(self, backend: str = "") -> BackendSettings:
+        """The settings section of `backend` (default: the policy's own backend)."""
+        name = backend or self.backend
+        if name not in self.backends:
+            self.backends[name] = BACKENDS.get(name)()
+        return self.backends[name]
+
+    def typed_settings(self, backend: str, kind: type[S]) -> S:
+        """The settings section of `backend`, which must be a `kind`."""
+        settings = self.settings(backend)
+        if not isinstance(settings, kind):
+            raise TypeError(f"policy.{backend} holds {type(settings).__name__}, not {kind.__name__}")
+        return settings
+
+    def with_settings(self, backend: str, settings: BackendSettings) -> PolicyConfig:
+        """A copy of this policy that runs `backend` with `settings` (the original is untouched)."""
+        return dataclasses.replace(self, backend=backend, backends={**self.backends, backend: settings})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section as YAML writes it: the shared keys, then one mapping per backend section."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not _nested(f)}
+        return {**data, **{name: dataclasses.asdict(s) for name, s in self.backends.items()}}
 
     def validate(self) -> None:
-        _check(self.max_batch_size >= 1, "policy.max_batch_size", "must be >= 1")
-        _check(self.max_new_tokens >= 1, "policy.max_new_tokens", "must be >= 1")
-        _check(self.temperature >= 0, "policy.temperature", "must be >= 0")
-        _check(0 < self.top_p <= 1, "policy.top_p", "must be in (0, 1]")
-        _check(self.num_engines >= 1, "policy.num_engines", "must be >= 1")
-        _check(self.num_gpus >= 0, "policy.num_gpus", "must be >= 0")
-        _check(self.knee >= 0, "policy.knee", "must be >= 0 (0 = auto)")
-        _check(self.tp >= 1, "policy.tp", "must be >= 1")
-        _check(self.time_scale >= 0, "policy.time_scale", "must be >= 0")
-        if self.backend == "sglang":
-            self._validate_sglang()
-        else:
-            _check(
-                self.spec_decode in ("", "eagle", "eagle3", "mtp"), "policy.spec_decode", "'' | eagle | mtp"
-            )
-        if self.backend == "sim":
-            from spex_ray.hardware.specs import GPUS
-
-            _check(self.gpu.lower() in GPUS, "policy.gpu", f"one of {', '.join(GPUS)}")
-        _check(self.dtype in ("float32", "bfloat16", "float16"), "policy.dtype", "float32|bfloat16|float16")
-        from spex_ray.engines import ENGINES
-
-        _check(self.backend in ENGINES, "policy.backend", f"one of {ENGINES.names()}")
-
-    def _validate_sglang(self) -> None:
-        from spex_ray.engines.sglang_args import NEEDS_DRAFT_MODEL, SPEC_ALGORITHMS
-
-        methods = ["", *SPEC_ALGORITHMS]
-        _check(self.spec_decode in methods, "policy.spec_decode", " | ".join(repr(m) for m in methods))
-        if self.spec_decode in NEEDS_DRAFT_MODEL:
-            _check(bool(self.spec_draft_model), "policy.spec_draft_model", f"needed by {self.spec_decode}")
-        _check(
-            0 <= self.mem_fraction_static < 1, "policy.mem_fraction_static", "must be in [0, 1) (0 = auto)"
-        )
-        for key in ("context_length", "spec_topk", "spec_draft_tokens", "draft_steps"):
-            _check(getattr(self, key) >= 0, f"policy.{key}", "must be >= 0 (0 = SGLang's default)")
-        _check(self.nccl_port == 0 or 1024 <= self.nccl_port <= 65000, "policy.nccl_port", "0 or 1024..65000")
-        _check(
-            self.num_gpus in (0, self.tp) or (self.tp == 1 and 0 < self.num_gpus < 1),
-            "policy.num_gpus",
-            f"0 (= tp), tp ({self.tp}), or a fraction < 1 with tp 1 (a GPU shared with the reward)",
-        )
-        _check(
-            _is_str_dict(self.sglang_args), "policy.sglang_args", "a mapping of ServerArgs names to values"
-        )
+        check(self.max_batch_size >= 1, "policy.max_batch_size", "must be >= 1")
+        check(self.max_new_tokens >= 1, "policy.max_new_tokens", "must be >= 1")
+        check(self.temperature >= 0, "policy.temperature", "must be >= 0")
+        check(0 < self.top_p <= 1, "policy.top_p", "must be in (0, 1]")
+        check(self.num_engines >= 1, "policy.num_engines", "must be >= 1")
+        check(self.num_gpus >= 0, "policy.num_gpus", "must be >= 0")
+        check(self.knee >= 0, "policy.knee", "must be >= 0 (0 = auto)")
+        check(self.tp >= 1, "policy.tp", "must be >= 1")
+        check(self.dtype in ("float32", "bfloat16", "float16"), "policy.dtype", "float32|bfloat16|float16")
+        check(self.backend in BACKENDS, "policy.backend", f"one of {BACKENDS.names()}")
+        self.settings().validate(self)
 
 
 @dataclass
@@ -138,37 +143,31 @@ class RewardConfig:
     trust_remote_code: bool = False  # qwen_prm needs it (its architecture ships with the model)
 
     def validate(self) -> None:
-        from spex_ray.rewards import REWARDS
-
-        _check(self.kind in REWARDS, "reward.kind", f"one of {REWARDS.names()}")
+        check(self.kind in REWARDS, "reward.kind", f"one of {REWARDS.names()}")
         if self.kind == "prm":
             self._validate_prm()
-        _check(
+        check(
             self.step_score in ("mean_logprob", "min_logprob"),
             "reward.step_score",
             "mean_logprob|min_logprob",
         )
-        _check(self.path_score in ("min", "last", "mean"), "reward.path_score", "min|last|mean")
+        check(self.path_score in ("min", "last", "mean"), "reward.path_score", "min|last|mean")
 
     def _validate_prm(self) -> None:
-        from spex_ray.rewards.prm import SCORERS
-
-        _check(bool(self.model), "reward.model", "reward.kind prm needs the PRM model (a hub id or a path)")
-        _check(self.scorer in SCORERS, "reward.scorer", f"one of {SCORERS.names()}")
+        check(bool(self.model), "reward.model", "reward.kind prm needs the PRM model (a hub id or a path)")
+        check(self.scorer in SCORERS, "reward.scorer", f"one of {SCORERS.names()}")
         ids = self.label_token_ids
-        _check(
+        check(
             isinstance(ids, list) and len(ids) <= 2 and all(isinstance(i, int) and i >= 0 for i in ids),
             "reward.label_token_ids",
             "[] or [good] or [good, bad] token ids",
         )
-        _check(bool(ids) or bool(self.good_token), "reward.good_token", "must not be empty")
+        check(bool(ids) or bool(self.good_token), "reward.good_token", "must not be empty")
         for key in ("num_engines", "tp", "max_batch_size"):
-            _check(getattr(self, key) >= 1, f"reward.{key}", "must be >= 1")
-        _check(self.num_gpus >= 0, "reward.num_gpus", "must be >= 0")
-        _check(
-            0 <= self.mem_fraction_static < 1, "reward.mem_fraction_static", "must be in [0, 1) (0 = auto)"
-        )
-        _check(self.dtype in ("float32", "bfloat16", "float16"), "reward.dtype", "float32|bfloat16|float16")
+            check(getattr(self, key) >= 1, f"reward.{key}", "must be >= 1")
+        check(self.num_gpus >= 0, "reward.num_gpus", "must be >= 0")
+        check(0 <= self.mem_fraction_static < 1, "reward.mem_fraction_static", "must be in [0, 1) (0 = auto)")
+        check(self.dtype in ("float32", "bfloat16", "float16"), "reward.dtype", "float32|bfloat16|float16")
 
 
 @dataclass
@@ -187,15 +186,13 @@ class SearchConfig:
     aggregate: str = "weighted_vote"  # weighted_vote | majority | best
 
     def validate(self) -> None:
-        from spex_ray.tree.algorithms import ALGORITHMS
-
-        _check(self.algorithm in ALGORITHMS, "search.algorithm", f"one of {ALGORITHMS.names()}")
+        check(self.algorithm in ALGORITHMS, "search.algorithm", f"one of {ALGORITHMS.names()}")
         for key in ("width", "rollouts", "expand_width", "max_depth", "max_path_tokens"):
-            _check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
-        _check(self.softmax_temperature > 0, "search.softmax_temperature", "must be > 0")
-        _check(self.exploration >= 0, "search.exploration", "must be >= 0")
-        _check(bool(self.step_delimiter), "search.step_delimiter", "must not be empty")
-        _check(
+            check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
+        check(self.softmax_temperature > 0, "search.softmax_temperature", "must be > 0")
+        check(self.exploration >= 0, "search.exploration", "must be >= 0")
+        check(bool(self.step_delimiter), "search.step_delimiter", "must not be empty")
+        check(
             self.aggregate in ("weighted_vote", "majority", "best"),
             "search.aggregate",
             "weighted_vote|majority|best",
@@ -216,12 +213,12 @@ class SpexConfig:
     spec_slots: int = 0  # speculative slots per query when allocator=off; 0 = max_batch_size / concurrency
 
     def validate(self) -> None:
-        _check(self.allocator in ("utility", "fifo", "off"), "spex.allocator", "utility|fifo|off")
-        _check(self.lookahead >= 1, "spex.lookahead", "must be >= 1")
-        _check(self.tau > 0, "spex.tau", "must be > 0")
-        _check(self.alpha >= 0, "spex.alpha", "must be >= 0")
-        _check(0 <= self.stop_confidence <= 1, "spex.stop_confidence", "must be in [0, 1]")
-        _check(self.spec_slots >= 0, "spex.spec_slots", "must be >= 0")
+        check(self.allocator in ("utility", "fifo", "off"), "spex.allocator", "utility|fifo|off")
+        check(self.lookahead >= 1, "spex.lookahead", "must be >= 1")
+        check(self.tau > 0, "spex.tau", "must be > 0")
+        check(self.alpha >= 0, "spex.alpha", "must be >= 0")
+        check(0 <= self.stop_confidence <= 1, "spex.stop_confidence", "must be in [0, 1]")
+        check(self.spec_slots >= 0, "spex.spec_slots", "must be >= 0")
 
 
 @dataclass
@@ -236,8 +233,8 @@ class TaskConfig:
     offset: int = 0
 
     def validate(self) -> None:
-        _check(self.limit >= 0, "task.limit", "must be >= 0")
-        _check(self.offset >= 0, "task.offset", "must be >= 0")
+        check(self.limit >= 0, "task.limit", "must be >= 0")
+        check(self.offset >= 0, "task.offset", "must be >= 0")
 
 
 @dataclass
@@ -253,9 +250,9 @@ class RunConfig:
     progress: str = "auto"  # auto (bar on a terminal) | bar | log | off
 
     def validate(self) -> None:
-        _check(self.concurrency >= 1, "run.concurrency", "must be >= 1")
-        _check(self.tree_actors >= 1, "run.tree_actors", "must be >= 1")
-        _check(self.progress in ("auto", "bar", "log", "off"), "run.progress", "auto|bar|log|off")
+        check(self.concurrency >= 1, "run.concurrency", "must be >= 1")
+        check(self.tree_actors >= 1, "run.tree_actors", "must be >= 1")
+        check(self.progress in ("auto", "bar", "log", "off"), "run.progress", "auto|bar|log|off")
 
 
 @dataclass
@@ -275,17 +272,17 @@ class Config:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["policy"] = self.policy.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Config:
         config = cls()
         for section_name, values in (data or {}).items():
-            section = _section(config, section_name)
-            if not isinstance(values, dict):
-                raise ConfigError(f"{section_name}: expected a mapping of keys, got {values!r}")
-            for key, value in values.items():
-                _set_field(section, f"{section_name}.{key}", key, value)
+            for dotted, value in _flat_items(section_name, values):
+                section, key = config._locate(dotted)
+                setattr(section, key, _coerce(dotted, value, _field_hint(section, dotted, key)))
         return config
 
     @classmethod
@@ -303,18 +300,39 @@ class Config:
         return config.validate()
 
     def set(self, assignment: str) -> None:
-        """Apply one `section.key=value` override; the value is parsed as YAML unless the key
-        is a string (so `spex.allocator=off` stays the string "off")."""
+        """Apply one `section.key=value` (or `policy.<backend>.key=value`) override; the value
+        is parsed as YAML unless the key is a string (so `spex.allocator=off` stays "off")."""
         dotted, sep, raw = assignment.partition("=")
-        if not sep:
+        dotted = dotted.strip()
+        if not sep or "." not in dotted:
             raise ConfigError(f"{assignment!r}: overrides look like section.key=value")
-        section_name, dot, key = dotted.strip().partition(".")
-        if not dot:
-            raise ConfigError(f"{dotted!r}: overrides look like section.key=value")
+        section, key = self._locate(dotted)
+        hint = _field_hint(section, dotted, key)
+        value = raw.strip() if hint is str else _parse_yaml(dotted, raw)
+        setattr(section, key, _coerce(dotted, value, hint))
+
+    def _locate(self, dotted: str) -> tuple[Any, str]:
+        """The section object and key that `dotted` ("search.width", "policy.sim.gpu") names."""
+        section_name, _, rest = dotted.partition(".")
         section = _section(self, section_name)
-        hint = _field_hint(section, dotted.strip(), key)
-        value = raw.strip() if hint is str else _parse_yaml(dotted.strip(), raw)
-        _set_field(section, dotted.strip(), key, value)
+        backend, dot, key = rest.partition(".")
+        if section_name == "policy" and dot:
+            check(backend in BACKENDS, dotted, f"no engine backend {backend!r}; backends: {BACKENDS.names()}")
+            return self.policy.settings(backend), key
+        if section_name == "policy" and rest in MOVED_POLICY_KEYS:
+            raise ConfigError(f"{dotted} moved to {MOVED_POLICY_KEYS[rest]}")
+        return section, rest
+
+
+def _flat_items(section_name: str, values: Any) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of a YAML section; a policy.<backend> mapping is one level deeper."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{section_name}: expected a mapping of keys, got {values!r}")
+    for key, value in values.items():
+        if section_name == "policy" and key in BACKENDS:
+            yield from _flat_items(f"policy.{key}", value)
+        else:
+            yield f"{section_name}.{key}", value
 
 
 def _section(config: Config, name: str) -> Any:
@@ -324,8 +342,12 @@ def _section(config: Config, name: str) -> Any:
     return getattr(config, name)
 
 
+def _nested(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("nested"))
+
+
 def _field_hint(section: Any, dotted: str, key: str) -> Any:
-    fields = [f.name for f in dataclasses.fields(section)]
+    fields = [f.name for f in dataclasses.fields(section) if not _nested(f)]
     if key not in fields:
         raise ConfigError(f"unknown config key {dotted!r}; known keys: {', '.join(fields)}")
     return typing.get_type_hints(type(section))[key]
@@ -336,10 +358,6 @@ def _parse_yaml(dotted: str, raw: str) -> Any:
         return yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"{dotted}: cannot parse value {raw!r}: {exc}") from exc
-
-
-def _set_field(section: Any, dotted: str, key: str, value: Any) -> None:
-    setattr(section, key, _coerce(dotted, value, _field_hint(section, dotted, key)))
 
 
 def _coerce(dotted: str, value: Any, hint: Any) -> Any:
@@ -364,10 +382,12 @@ def _coerce(dotted: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def _is_str_dict(value: Any) -> bool:
+def is_str_dict(value: Any) -> bool:
+    """Whether `value` is a mapping with string keys (a pass-through of named options)."""
     return isinstance(value, dict) and all(isinstance(k, str) for k in value)
 
 
-def _check(ok: bool, key: str, rule: str) -> None:
+def check(ok: bool, key: str, rule: str) -> None:
+    """Raise ConfigError("key: rule") unless `ok`."""
     if not ok:
         raise ConfigError(f"{key}: {rule}")

@@ -31,6 +31,10 @@ class Registry:
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Forget `name` (a no-op when unknown); for tests that register a temporary entry."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 
@@ -43,11 +47,16 @@ class Registry:
             raise KeyError(f"unknown {self.kind} {name!r}; choose one of {', '.join(self.names())}")
         target = self._entries[name]
         if isinstance(target, str):
-            module_name, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module_name), attr)
+            target = load_target(target)
             self._entries[name] = target
         return target
 
     def build(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call the factory of `name` (positional-only, so factories may take a `name=` keyword)."""
         return self.get(name)(*args, **kwargs)
+
+
+def load_target(path: str) -> Any:
+    """The object a "module:attr" path names, importing its module."""
+    module_name, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module_name), attr)

@@ -43,11 +43,13 @@ class Case:
 
 def _sim_case() -> Case:
     from spex_ray.sim.engine import SimEngine
+    from spex_ray.sim.settings import SimSettings
     from spex_ray.sim.workload import WorkloadParams, tokenize
 
     def make():
         policy = PolicyConfig(backend="sim", max_batch_size=4)
-        policy.time_scale, policy.kv_fraction = 0.5, 0.02  # real time; a KV cache of ~10k tokens
+        sim = SimSettings(time_scale=0.5, kv_fraction=0.02)  # real time; a KV cache of ~10k tokens
+        policy = policy.with_settings("sim", sim)
         steps = WorkloadParams(step_tokens_mean=300, step_tokens_sigma=0.0, answer_scale=1e6)
         return SimEngine(policy, workload=steps)  # every step is 300 tokens: long enough to abort
 
@@ -77,11 +79,12 @@ def _hf_case() -> Case:
 
 def _sglang_case() -> Case:
     from spex_ray.engines.sglang import SGLangEngine
+    from spex_ray.engines.sglang_settings import SGLangSettings
 
     def make():
         policy = PolicyConfig(backend="sglang", dtype="bfloat16", max_batch_size=4, temperature=0.7)
         policy.model = os.environ.get("SPEX_RAY_SGLANG_MODEL", "embedded")
-        policy.mem_fraction_static = 0.3
+        SGLangSettings.of(policy).mem_fraction_static = 0.3
         return SGLangEngine(policy)
 
     return Case(
@@ -158,6 +161,7 @@ def assert_valid(result, request: GenRequest) -> None:
 def test_protocol_and_chat(engine):
     assert isinstance(engine, Engine)
     assert "What is 2+2?" in prompt(engine, "What is 2+2?")
+    assert 1 <= engine.knee() <= engine.load().max_batch_size
 
 
 def test_concurrent_requests_share_the_engine(engine, loop):

@@ -10,6 +10,7 @@ from spex_ray.actors.pool import (
     reward_resources,
 )
 from spex_ray.config import PolicyConfig, RewardConfig
+from spex_ray.engines.hf_settings import HFSettings
 
 
 def test_cpu_engines_keep_what_they_ask_for():
@@ -23,7 +24,9 @@ def test_cpu_engines_keep_what_they_ask_for():
 
 def test_gpu_engines_get_their_gpus():
     assert policy_resources(PolicyConfig(backend="sglang")) == ActorResources(1.0, 1.0)  # 0 = tp GPUs
-    assert policy_resources(PolicyConfig(device="cuda")) == ActorResources(1.0, 1.0)  # transformers on CUDA
+    on_cuda = PolicyConfig().with_settings("hf", HFSettings(device="cuda"))
+    assert policy_resources(on_cuda) == ActorResources(1.0, 1.0)  # transformers on CUDA
+    assert policy_resources(PolicyConfig(backend="sim", tp=2)) == ActorResources(0.0, 1.0)  # a modeled GPU
     shared = policy_resources(PolicyConfig(backend="sglang", num_gpus=0.5))
     assert shared == ActorResources(0.5, 1.0)  # a GPU shared with the reward: no placement group
     options, group = actor_options(shared)
@@ -45,7 +48,7 @@ def test_tensor_parallel_engines_reserve_one_strict_pack_bundle():
 
 
 def test_engine_actor_passes_its_name_to_engines_that_take_one():
-    from spex_ray.actors.engine import build_engine
+    from spex_ray.engines import build_engine
     from spex_ray.sim.engine import SimEngine
 
     engine = build_engine(PolicyConfig(backend="sim"), "engine-3")

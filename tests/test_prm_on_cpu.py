@@ -12,12 +12,13 @@ import torch
 
 from spex_ray.config import Config, ConfigError, RewardConfig
 from spex_ray.engines.base import GenResult
+from spex_ray.engines.sglang_settings import SGLangSettings
+from spex_ray.registries import SCORERS
 from spex_ray.rewards import REWARDS
 from spex_ray.rewards.base import StepContext
 from spex_ray.rewards.batcher import MicroBatcher
 from spex_ray.rewards.prm import (
     QWEN_STEP_SEPARATOR,
-    SCORERS,
     PRMReward,
     clip01,
     label_step_score,
@@ -156,8 +157,9 @@ def test_step_tag_scorer_asks_the_engine_for_label_probabilities():
     policy = reward_engine_policy(
         RewardConfig(kind="prm", model="m", tp=2, num_gpus=2, mem_fraction_static=0.3)
     )
-    assert (policy.backend, policy.model, policy.tp, policy.mem_fraction_static) == ("sglang", "m", 2, 0.3)
-    assert policy.deterministic is False
+    sglang = SGLangSettings.of(policy)
+    assert (policy.backend, policy.model, policy.tp, sglang.mem_fraction_static) == ("sglang", "m", 2, 0.3)
+    assert sglang.deterministic is False
 
 
 class WordTokenizer:

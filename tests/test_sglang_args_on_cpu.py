@@ -27,12 +27,15 @@ from spex_ray.engines.sglang_args import (
     server_args,
     to_gen_result,
 )
+from spex_ray.engines.sglang_settings import SGLangSettings
 
 
 def sglang_policy(**fields) -> PolicyConfig:
+    """An sglang policy; `fields` are PolicyConfig or policy.sglang (SGLangSettings) keys."""
     policy = PolicyConfig(backend="sglang", dtype="bfloat16", max_batch_size=4)
+    sglang = SGLangSettings.of(policy)
     for key, value in fields.items():
-        setattr(policy, key, value)
+        setattr(policy if hasattr(policy, key) else sglang, key, value)
     return policy
 
 
@@ -72,7 +75,7 @@ def test_generate_kwargs_carry_ids_rid_seed_priority_and_stop():
 
 def test_server_args_priority_determinism_memory_and_passthrough():
     policy = sglang_policy(
-        tp=2, mem_fraction_static=0.7, context_length=4096, sglang_args={"chunked_prefill_size": 4096}
+        tp=2, mem_fraction_static=0.7, context_length=4096, server_args={"chunked_prefill_size": 4096}
     )
     args = server_args(policy, "/models/x", nccl_port=20016, seed=3)
     assert args["model_path"] == "/models/x" and args["tp_size"] == 2 and args["dtype"] == "bfloat16"
@@ -90,8 +93,8 @@ def test_server_args_priority_determinism_memory_and_passthrough():
     plain = server_args(sglang_policy(deterministic=False), "m", nccl_port=1, seed=None)
     assert "mem_fraction_static" not in plain and "context_length" not in plain and "random_seed" not in plain
     assert plain["enable_deterministic_inference"] is False
-    override = server_args(sglang_policy(sglang_args={"max_running_requests": 9}), "m", nccl_port=1)
-    assert override["max_running_requests"] == 9  # sglang_args win
+    override = server_args(sglang_policy(server_args={"max_running_requests": 9}), "m", nccl_port=1)
+    assert override["max_running_requests"] == 9  # server_args win
 
 
 def test_speculative_decoding_arguments():
@@ -132,15 +135,15 @@ def test_sglang_config_validation():
     base = ["policy.backend=sglang"]
     assert Config.load(None, [*base, "policy.tp=2", "policy.num_gpus=2"]).policy.tp == 2
     assert Config.load(None, [*base, "policy.num_gpus=0.5"]).policy.num_gpus == 0.5
-    assert Config.load(None, [*base, "policy.sglang_args={enable_metrics: true}"]).policy.sglang_args == {
-        "enable_metrics": True
-    }
+    config = Config.load(None, [*base, "policy.sglang.server_args={enable_metrics: true}"])
+    assert SGLangSettings.of(config.policy).server_args == {"enable_metrics": True}
     for bad, key in [
         ("policy.num_gpus=1", "policy.num_gpus"),  # tp 2 needs 2 GPUs (or 0 = auto)
-        ("policy.spec_decode=eagle3", "policy.spec_draft_model"),
-        ("policy.spec_decode=medusa", "policy.spec_decode"),
-        ("policy.mem_fraction_static=1.5", "policy.mem_fraction_static"),
-        ("policy.sglang_args=3", "policy.sglang_args"),
+        ("policy.sglang.spec_decode=eagle3", "policy.sglang.spec_draft_model"),
+        ("policy.sglang.spec_decode=medusa", "policy.sglang.spec_decode"),
+        ("policy.sglang.mem_fraction_static=1.5", "policy.sglang.mem_fraction_static"),
+        ("policy.sglang.server_args=3", "policy.sglang.server_args"),
+        ("policy.mem_fraction_static=0.5", "policy.sglang.mem_fraction_static"),  # the flat key moved
     ]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             Config.load(None, [*base, "policy.tp=2", bad])
@@ -300,10 +303,10 @@ def fake_sglang(monkeypatch):
 
 def test_missing_sglang_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sglang", None)  # find_spec("sglang") is None: not installed
-    from spex_ray.engines import ENGINES
+    from spex_ray.engines import build_engine
 
     with pytest.raises(ImportError, match=r'pip install "spex-ray\[sglang\]"'):
-        ENGINES.build("sglang", sglang_policy())
+        build_engine(sglang_policy())
 
 
 def test_engine_glue_generate_abort_load_score_close(fake_sglang):

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from sim_common import compare, markdown_table, roofline_tokens_per_s, sim_config  # noqa: E402
 
+from spex_ray.sim.settings import SimSettings  # noqa: E402
 from spex_ray.sim.workload import sim_problems  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def test_compare_runs_baseline_variants_and_oracle_on_the_same_problems():
 
 def test_roofline_and_table_helpers():
     config = sim_config("A6000 + Llemma-7B", "REBASE-8", 1)
-    assert config.policy.gpu == "a6000" and config.search.width == 8
+    assert SimSettings.of(config.policy).gpu == "a6000" and config.search.width == 8
     assert roofline_tokens_per_s(config) > 0
     lines = markdown_table([{"a": 1.5}], {"A": lambda r: f"{r['a']:.1f}"})
     assert lines == ["| A |", "|---|", "| 1.5 |"]

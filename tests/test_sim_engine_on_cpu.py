@@ -37,10 +37,12 @@ LONG_STEPS = WorkloadParams(step_tokens_mean=300, step_tokens_sigma=0.0, answer_
 
 
 def make_engine(workload: WorkloadParams | None = None, **settings) -> SimEngine:
-    policy = PolicyConfig()
-    policy.time_scale = 0.0  # the lead adds these fields to PolicyConfig; plain attributes here
+    """A SimEngine at time_scale 0; `settings` are PolicyConfig or policy.sim (SimSettings) keys."""
+    policy = PolicyConfig(backend="sim")
+    sim = SimSettings.of(policy)
+    sim.time_scale = 0.0
     for key, value in settings.items():
-        setattr(policy, key, value)
+        setattr(policy if hasattr(policy, key) else sim, key, value)
     return SimEngine(policy, workload=workload)
 
 
@@ -70,7 +72,7 @@ async def until(condition, limit: int = 100_000) -> None:
 
 
 def test_decode_step_is_flat_below_the_knee_and_linear_past_it():
-    timing = SimSettings(gpu="h100", model="llama-3-8b", overhead_s=0.0).timing()
+    timing = SimSettings(gpu="h100", overhead_s=0.0).timing(PolicyConfig(model="llama-3-8b"))
     ctx = 128
     knee = knee_concurrency(timing.gpu, timing.model, ctx)
     t1, t8 = timing.decode_step_time(1, ctx), timing.decode_step_time(8, ctx)
@@ -89,19 +91,20 @@ def test_decode_step_is_flat_below_the_knee_and_linear_past_it():
 
 def test_settings_from_policy_and_tensor_parallel():
     policy = PolicyConfig(model="embedded", max_batch_size=64)
-    settings = SimSettings.from_policy(policy)
-    assert (settings.gpu, settings.model, settings.tp, settings.max_batch_size) == (
+    settings = SimSettings.of(policy)
+    timing = settings.timing(policy)
+    assert (settings.gpu, timing.model.name, policy.tp, SimEngine(policy).load().max_batch_size) == (
         "h100",
         "llama-3-8b",
         1,
         64,
     )
-    policy.gpu, policy.model, policy.tp = "a6000", "llemma-34b", 2
-    timing = SimSettings.from_policy(policy).timing()
+    settings.gpu, policy.model, policy.tp = "a6000", "llemma-34b", 2
+    timing = SimSettings.of(policy).timing(policy)
     assert timing.gpu.memory_bytes == 2 * 48e9 and timing.kv_capacity_tokens > 0
     policy.tp = 1
     with pytest.raises(ValueError, match="tensor-parallel"):
-        SimSettings.from_policy(policy).timing()  # 34B weights do not fit one A6000
+        SimSettings.of(policy).timing(policy)  # 34B weights do not fit one A6000
     engine = make_engine(max_batch_size=1000)
     assert engine.knee() == knee_concurrency(engine.timing.gpu, engine.timing.model)
     assert make_engine(max_batch_size=8).knee() == 8
@@ -344,9 +347,9 @@ def test_eagle_lowers_time_per_token_by_accept_len_over_draft_cost():
     plain, _ = asyncio.run(per_token())
     eagle, result = asyncio.run(per_token(spec_decode="eagle", draft_cost=0.1))
     settings = make_engine(spec_decode="eagle").settings
-    expected = settings.accept_len / (1 + settings.draft_cost * settings.draft_steps)
+    expected = settings.mean_accepted() / (1 + settings.draft_cost * settings.draft_passes())
     assert abs(plain / eagle - expected) / expected < 0.1
-    assert abs(result.meta["accept_len"] - settings.accept_len) < 0.05
+    assert abs(result.meta["accept_len"] - settings.mean_accepted()) < 0.05
     assert result.completion_tokens == 300
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import ray
 
 from spex_ray.config import PolicyConfig
-from spex_ray.engines import ENGINES, EngineLoad, GenRequest, GenResult
+from spex_ray.engines import EngineLoad, GenRequest, GenResult, build_engine
+from spex_ray.engines.hf_settings import HFSettings
 
 
 @ray.remote
@@ -41,11 +42,8 @@ class EngineActor:
 
     async def knee(self) -> int:
         """Concurrency up to which this engine decodes at no extra cost per step: policy.knee
-        if set (e.g. from `spex-ray calibrate`), else the engine's own model, else its batch size."""
-        if self.policy.knee:
-            return self.policy.knee
-        knee = getattr(self.engine, "knee", None)
-        return int(knee()) if callable(knee) else self.policy.max_batch_size
+        if set (e.g. from `spex-ray calibrate`), else the engine's own (Engine.knee)."""
+        return self.policy.knee or self.engine.knee()
 
     async def attach_allocator(self, allocator: Any, interval_s: float = 0.02) -> None:
         """Report MAIN requests in flight to the BudgetAllocator whenever they change."""
@@ -68,14 +66,9 @@ class EngineActor:
             await asyncio.sleep(interval_s)
 
 
-def build_engine(policy: PolicyConfig, name: str) -> Any:
-    """The policy's engine, named after its actor (sglang derives its NCCL ports from it)."""
-    return ENGINES.build(policy.backend, policy, name=name)
-
-
 def _use_all_cpu_threads(policy: PolicyConfig) -> None:
     """Ray pins OMP_NUM_THREADS to the actor's num_cpus; a CPU engine wants every core."""
-    if policy.device != "cpu" or policy.backend != "hf":
+    if policy.backend != "hf" or HFSettings.of(policy).device != "cpu":
         return
     import torch
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from spex_ray.config import PolicyConfig, RewardConfig
 from spex_ray.engines import GenRequest, GenResult
 
 
@@ -79,14 +80,13 @@ def engine_resources(num_gpus: float, num_cpus: float, tp: int, needs_gpus: bool
     return ActorResources(gpus, num_cpus)
 
 
-def policy_resources(policy: Any) -> ActorResources:
-    """Resources of a policy engine actor (PolicyConfig)."""
-    on_gpu = policy.backend == "sglang" or str(policy.device).startswith("cuda")
-    return engine_resources(policy.num_gpus, policy.num_cpus, policy.tp, on_gpu)
+def policy_resources(policy: PolicyConfig) -> ActorResources:
+    """Resources of a policy engine actor: GPUs as its backend's settings say it needs."""
+    return engine_resources(policy.num_gpus, policy.num_cpus, policy.tp, policy.settings().needs_gpu())
 
 
-def reward_resources(reward: Any) -> ActorResources:
-    """Resources of a reward actor (RewardConfig): SGLang PRMs always use GPUs."""
+def reward_resources(reward: RewardConfig) -> ActorResources:
+    """Resources of a reward actor: SGLang PRMs always use GPUs."""
     on_gpu = reward.scorer == "step_tag" or str(reward.device).startswith("cuda")
     return engine_resources(reward.num_gpus, reward.num_cpus, reward.tp, on_gpu)
 
@@ -120,7 +120,7 @@ def actor_options(resources: ActorResources) -> tuple[dict[str, Any], Any]:
 
 
 def start_actors(
-    actor_cls: Any, config: Any, resources: ActorResources, prefix: str, count: int
+    actor_cls: Any, config: PolicyConfig | RewardConfig, resources: ActorResources, prefix: str, count: int
 ) -> tuple[list[Any], list[Any]]:
     """Start `count` actors `actor_cls(config, f"{prefix}-{i}")` with `resources`, wait for their
     start(); returns the actors and their placement groups (tensor parallel only)."""

@@ -10,8 +10,8 @@ import ray
 
 from spex_ray.actors.pool import reward_resources, start_actors
 from spex_ray.config import RewardConfig
-from spex_ray.rewards import REWARDS
-from spex_ray.rewards.prm import SCORERS
+from spex_ray.registries import REWARDS, SCORERS
+from spex_ray.rewards.prm import PRMReward
 
 
 @ray.remote
@@ -55,8 +55,11 @@ class ActorScorer:
 
 
 def needs_reward_actors(reward: RewardConfig) -> bool:
-    """Whether reward.kind scores through a model of its own (its class says needs_scorer)."""
-    return bool(getattr(REWARDS.get(reward.kind), "needs_scorer", False))
+    """Whether reward.kind scores through a model of its own (a PRMReward: needs_scorer)."""
+    reward_class = REWARDS.get(reward.kind)
+    return (
+        isinstance(reward_class, type) and issubclass(reward_class, PRMReward) and reward_class.needs_scorer
+    )
 
 
 def build_reward(reward: RewardConfig, actors: list[Any] | None = None) -> Any:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from spex_ray.config import PolicyConfig
-from spex_ray.engines import ENGINES, GenRequest
+from spex_ray.engines import GenRequest, build_engine
 from spex_ray.hardware.roofline import CalibratedKnee, knee_from_measurements
 
 _PROMPT = [{"role": "user", "content": "Count slowly from one to one hundred, one number per line."}]
@@ -17,7 +17,7 @@ async def calibrate(
     policy: PolicyConfig, batch_sizes: Sequence[int], tokens: int = 32, tolerance: float = 0.1
 ) -> CalibratedKnee:
     """Time `tokens` decode steps at each batch size (after a warm-up) and find the knee."""
-    engine = ENGINES.build(policy.backend, policy)
+    engine = build_engine(policy)
     await engine.start()
     try:
         prompt = engine.render_chat(_PROMPT)

@@ -1,5 +1,9 @@
-"""LLM engine backends behind one async interface (see base.py). No Ray in here."""
+"""LLM engine backends behind one async interface (see base.py). No Ray in here.
 
+A backend is its settings dataclass, registered in registries.BACKENDS, naming its engine.
+"""
+
+from spex_ray.config import PolicyConfig
 from spex_ray.engines.base import (
     Engine,
     EngineLoad,
@@ -8,19 +12,21 @@ from spex_ray.engines.base import (
     GenResult,
     Priority,
 )
-from spex_ray.registry import Registry
+from spex_ray.registry import load_target
 
-ENGINES = Registry("engine backend")
-ENGINES.register("hf", "spex_ray.engines.hf:HFEngine")
-ENGINES.register("sglang", "spex_ray.engines.sglang:SGLangEngine")
-ENGINES.register("sim", "spex_ray.sim.engine:SimEngine")
+
+def build_engine(policy: PolicyConfig, name: str = "engine-0") -> Engine:
+    """The engine of policy.backend, called `name` (an actor's; sglang picks NCCL ports by it)."""
+    engine_class = load_target(policy.settings().engine)
+    return engine_class(policy, name=name)
+
 
 __all__ = [
-    "ENGINES",
     "Engine",
     "EngineLoad",
     "FinishReason",
     "GenRequest",
     "GenResult",
     "Priority",
+    "build_engine",
 ]

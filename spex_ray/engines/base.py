@@ -140,8 +140,9 @@ class Engine(Protocol):
     start() loads the model (idempotent); generate() resolves when the request finishes,
     is stopped, or is aborted (finish_reason "abort", with the text produced so far);
     abort() of an unknown or finished request is a no-op; load() reports the current
-    work; close() frees the model. render_chat() turns chat messages into the prompt
-    text the model expects.
+    work; knee() is the concurrency up to which a decode step costs about the same (the
+    allocator's budget; max_batch_size where the engine has no model of it); close() frees
+    the model. render_chat() turns chat messages into the prompt text the model expects.
     """
 
     async def start(self) -> None: ...
@@ -151,6 +152,8 @@ class Engine(Protocol):
     async def abort(self, request_id: str) -> None: ...
 
     def load(self) -> EngineLoad: ...
+
+    def knee(self) -> int: ...
 
     def render_chat(self, messages: list[dict[str, str]]) -> str: ...
 

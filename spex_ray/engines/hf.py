@@ -1,4 +1,4 @@
-"""HFEngine: the transformers continuous-batching engine (CPU, or CUDA when policy.device says so).
+"""HFEngine: the transformers continuous-batching engine (CPU, or CUDA when policy.hf.device says so).
 
 Concurrent generate() calls share forward passes: every admitted request is handed to one
 transformers `ContinuousBatchingManager`, which decodes them together in a background thread.
@@ -33,12 +33,13 @@ import gc
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spex_ray.config import PolicyConfig
-from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority, failed_result
+from spex_ray.engines.admission import AdmissionQueue, queue_load, request_problem
+from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, failed_result
+from spex_ray.engines.hf_settings import HFSettings
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.engines.models import resolve_model
 
@@ -104,42 +105,6 @@ class _RequestState:
         )
 
 
-class _AdmissionQueue:
-    """Requests waiting for a slot: MAIN before SPEC, FIFO within a priority."""
-
-    def __init__(self) -> None:
-        self._queues: dict[Priority, deque[_RequestState]] = {p: deque() for p in Priority}
-
-    def push(self, state: _RequestState) -> None:
-        self._queues[state.request.priority].append(state)
-
-    def pop(self) -> _RequestState | None:
-        for priority in sorted(self._queues):
-            if self._queues[priority]:
-                return self._queues[priority].popleft()
-        return None
-
-    def remove(self, request_id: str) -> _RequestState | None:
-        for queue in self._queues.values():
-            for state in queue:
-                if state.request_id == request_id:
-                    queue.remove(state)
-                    return state
-        return None
-
-    def __contains__(self, request_id: str) -> bool:
-        return any(s.request_id == request_id for queue in self._queues.values() for s in queue)
-
-    def drain(self) -> list[_RequestState]:
-        states = [s for p in sorted(self._queues) for s in self._queues[p]]
-        for queue in self._queues.values():
-            queue.clear()
-        return states
-
-    def count(self, priority: Priority) -> int:
-        return len(self._queues[priority])
-
-
 class HFEngine:
     """The Engine protocol on transformers continuous batching; see the module docstring.
 
@@ -150,13 +115,14 @@ class HFEngine:
     def __init__(self, policy: PolicyConfig, *, name: str = "engine-0", seed: int | None = 0) -> None:
         self.name = name
         self.policy = policy
+        self.settings = HFSettings.of(policy)
         self.seed = seed
         self._model = None
         self._tokenizer = None
         self._manager = None
         self._eos_ids: list[int] = []
         self._context_limit = 0  # prompt + max_new_tokens must fit in this
-        self._queue = _AdmissionQueue()
+        self._queue: AdmissionQueue[_RequestState] = AdmissionQueue()
         self._running: dict[str, _RequestState] = {}
         self._meter = LoadMeter(policy.max_batch_size)
         self._start_lock = asyncio.Lock()
@@ -179,7 +145,9 @@ class HFEngine:
         tokenizer = self._load_tokenizer()
         resolved = resolve_model(self.policy.model, self.policy.cache_dir)
         dtype = getattr(torch, self.policy.dtype)
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(self.policy.device).eval()
+        model = (
+            AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(self.settings.device).eval()
+        )
         eos = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)}
         self._eos_ids = sorted(i for i in eos if i is not None and i >= 0)
         max_positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 8192
@@ -252,7 +220,13 @@ class HFEngine:
             input_ids = list(request.input_ids)
         else:
             input_ids = self._tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
-        problem = self._check(request, input_ids)
+        problem = request_problem(
+            request,
+            input_ids,
+            limit=self._context_limit,
+            limit_text=f"the model's {self._context_limit} positions",
+            in_flight=request.request_id in self._running or request.request_id in self._queue,
+        )
         if problem:
             return failed_result(request, enqueue_time, problem, prompt_tokens=len(input_ids))
         future = asyncio.get_running_loop().create_future()
@@ -264,19 +238,6 @@ class HFEngine:
         except asyncio.CancelledError:  # the caller gave up: free the slot
             await self.abort(request.request_id)
             raise
-
-    def _check(self, request: GenRequest, input_ids: list[int]) -> str | None:
-        if not input_ids:
-            return "the prompt is empty"
-        total = len(input_ids) + request.max_new_tokens
-        if total > self._context_limit:
-            return (
-                f"prompt too long: {len(input_ids)} prompt tokens + max_new_tokens {request.max_new_tokens} "
-                f"= {total} > the model's {self._context_limit} positions"
-            )
-        if request.request_id in self._running or request.request_id in self._queue:
-            return f"request id {request.request_id!r} is already in flight"
-        return None
 
     def _admit(self) -> None:
         """Hand waiting requests to the manager while there are free slots."""
@@ -312,8 +273,11 @@ class HFEngine:
         """Per-request temperature/top_p, when the manager can apply them; else log the mismatch once."""
         supported = getattr(self._manager.logit_processor, "supported_keys", {})
         kwargs = {}
-        for key in ("temperature", "top_p"):
-            wanted, engine = float(getattr(request, key)), float(getattr(self.policy, key))
+        pairs = {  # (requested, the engine's)
+            "temperature": (float(request.temperature), float(self.policy.temperature)),
+            "top_p": (float(request.top_p), float(self.policy.top_p)),
+        }
+        for key, (wanted, engine) in pairs.items():
             if wanted == engine:
                 continue
             if key in supported and request.temperature > 0:
@@ -375,18 +339,13 @@ class HFEngine:
     # ------------------------------------------------------------------ introspection
 
     def load(self) -> EngineLoad:
-        now = time.time()
-        running = [s.request.priority for s in self._running.values()]
-        return EngineLoad(
-            running_main=running.count(Priority.MAIN),
-            running_spec=running.count(Priority.SPEC),
-            queued_main=self._queue.count(Priority.MAIN),
-            queued_spec=self._queue.count(Priority.SPEC),
-            max_batch_size=self.policy.max_batch_size,
-            tokens_per_second=self._meter.tokens_per_second(now),
-            mean_batch_occupancy=self._meter.occupancy(now),
-            time=now,
+        return queue_load(
+            self._meter, (s.request.priority for s in self._running.values()), self._queue, time.time()
         )
+
+    def knee(self) -> int:
+        """No model of this engine's step time: its batch size (measure one with `spex-ray calibrate`)."""
+        return self.policy.max_batch_size
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         return self._load_tokenizer().apply_chat_template(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from spex_ray.engines.base import EngineLoad
+
 RATE_WINDOW_S = 10.0  # tokens_per_second is measured over this recent window
 
 
@@ -39,3 +41,18 @@ class LoadMeter:
             self._tokens.popleft()
         window = min(RATE_WINDOW_S, now - self._since)
         return sum(n for _, n in self._tokens) / window if window > 0 else 0.0
+
+    def snapshot(
+        self, *, running_main: int, running_spec: int, queued_main: int, queued_spec: int, now: float
+    ) -> EngineLoad:
+        """The EngineLoad of these request counts at `now`, with this meter's rates."""
+        return EngineLoad(
+            running_main=running_main,
+            running_spec=running_spec,
+            queued_main=queued_main,
+            queued_spec=queued_spec,
+            max_batch_size=self.capacity,
+            tokens_per_second=self.tokens_per_second(now),
+            mean_batch_occupancy=self.occupancy(now),
+            time=now,
+        )

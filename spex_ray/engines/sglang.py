@@ -8,7 +8,7 @@ given one; ours are uuid4 hex strings of one length, so exactly one), PRM scores
 `Engine.async_score`.
 MAIN/SPEC map to SGLang priorities with priority scheduling on (sglang_args.py): MAIN is
 admitted first and preempts running SPEC requests. Per-request seeds (`sampling_seed`) are
-honoured when policy.deterministic is on (SGLang's enable_deterministic_inference).
+honoured when policy.sglang.deterministic is on (SGLang's enable_deterministic_inference).
 
 `import sglang` happens in start(), so this module imports (and its translation code tests)
 without sglang or a GPU. Missing sglang is an ImportError naming the extra to install.
@@ -29,10 +29,13 @@ import time
 from collections import Counter
 from typing import Any
 
+from spex_ray.config import PolicyConfig
+from spex_ray.engines.admission import request_problem
 from spex_ray.engines.base import EngineLoad, GenRequest, GenResult, Priority, failed_result
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.engines.models import resolve_model
 from spex_ray.engines.sglang_args import generate_kwargs, nccl_port, score_rows, server_args, to_gen_result
+from spex_ray.engines.sglang_settings import SGLangSettings
 from spex_ray.hardware.devices import cuda_device_name, gpu_key, model_key
 
 log = logging.getLogger(__name__)
@@ -56,9 +59,10 @@ class SGLangEngine:
     SGLang's random_seed.
     """
 
-    def __init__(self, policy: Any, *, name: str = "engine-0", seed: int | None = 0) -> None:
+    def __init__(self, policy: PolicyConfig, *, name: str = "engine-0", seed: int | None = 0) -> None:
         require_sglang()
         self.policy = policy
+        self.settings = SGLangSettings.of(policy)
         self.name = name
         self.seed = seed
         self._engine: Any = None
@@ -88,9 +92,8 @@ class SGLangEngine:
 
     def server_kwargs(self) -> dict[str, Any]:
         """The sglang.Engine keyword arguments of this engine (its ServerArgs)."""
-        model = resolve_model(self.policy.model, getattr(self.policy, "cache_dir", "")).path
-        base = getattr(self.policy, "nccl_port", 0)
-        port = nccl_port(self.name, base, _port_is_free)
+        model = resolve_model(self.policy.model, self.policy.cache_dir).path
+        port = nccl_port(self.name, self.settings.nccl_port, _port_is_free)
         return server_args(self.policy, model, nccl_port=port, seed=self.seed)
 
     async def close(self) -> None:
@@ -116,7 +119,13 @@ class SGLangEngine:
             return failed_result(request, enqueue_time, "the engine is closed")
         await self.start()
         input_ids = self._input_ids(request)
-        problem = self._check(request, input_ids)
+        problem = request_problem(
+            request,
+            input_ids,
+            limit=self.context_length,
+            limit_text=f"the model's context length {self.context_length}",
+            in_flight=request.request_id in self._inflight,
+        )
         if problem:
             return failed_result(request, enqueue_time, problem, prompt_tokens=len(input_ids))
         rid = request.request_id
@@ -166,20 +175,6 @@ class SGLangEngine:
             return list(request.input_ids)
         return list(self.tokenizer().encode(request.prompt, add_special_tokens=False))
 
-    def _check(self, request: GenRequest, input_ids: list[int]) -> str | None:
-        if not input_ids:
-            return "the prompt is empty"
-        limit = self.context_length
-        total = len(input_ids) + request.max_new_tokens
-        if limit and total > limit:
-            return (
-                f"prompt too long: {len(input_ids)} prompt tokens + max_new_tokens {request.max_new_tokens} "
-                f"= {total} > the model's context length {limit}"
-            )
-        if request.request_id in self._inflight:
-            return f"request id {request.request_id!r} is already in flight"
-        return None
-
     def _track(self, rid: str, priority: Priority) -> None:
         self._inflight[rid] = Priority(priority)
         self._meter.set_running(min(len(self._inflight), self.policy.max_batch_size), time.time())
@@ -216,19 +211,15 @@ class SGLangEngine:
         return int(getattr(self._engine.tokenizer_manager, "context_len", 0) or 0)
 
     def load(self) -> EngineLoad:
-        now = time.time()
         counts = Counter(self._inflight.values())
         main, spec = counts[Priority.MAIN], counts[Priority.SPEC]
         running_main, running_spec = split_running(main, spec, self.policy.max_batch_size)
-        return EngineLoad(
+        return self._meter.snapshot(
             running_main=running_main,
             running_spec=running_spec,
             queued_main=main - running_main,
             queued_spec=spec - running_spec,
-            max_batch_size=self.policy.max_batch_size,
-            tokens_per_second=self._meter.tokens_per_second(now),
-            mean_batch_occupancy=self._meter.occupancy(now),
-            time=now,
+            now=time.time(),
         )
 
     def knee(self) -> int:
@@ -253,9 +244,10 @@ class SGLangEngine:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            path = resolve_model(self.policy.model, getattr(self.policy, "cache_dir", "")).path
-            trust = bool(getattr(self.policy, "trust_remote_code", False))
-            self._tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+            path = resolve_model(self.policy.model, self.policy.cache_dir).path
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                path, trust_remote_code=self.settings.trust_remote_code
+            )
         return self._tokenizer
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:

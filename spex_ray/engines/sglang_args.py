@@ -2,7 +2,7 @@
 
 * generate_kwargs(): a GenRequest -> keyword arguments of `sglang.Engine.async_generate`
   (input_ids, rid, sampling_params with sampling_seed, priority, return_logprob);
-* server_args(): a PolicyConfig -> keyword arguments of `sglang.Engine(...)` (ServerArgs);
+* server_args(): a PolicyConfig (and its policy.sglang section) -> keyword arguments of `sglang.Engine(...)` (ServerArgs);
 * to_gen_result(): the dict async_generate returns -> a GenResult.
 
 Checked against the SGLang 0.5.23 source: GenerateReqInput (managers/io_struct.py),
@@ -26,19 +26,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from spex_ray.config import PolicyConfig
 from spex_ray.engines.base import FinishReason, GenRequest, GenResult, Priority
+from spex_ray.engines.sglang_settings import SPEC_ALGORITHMS, SGLangSettings
 
 SGLANG_PRIORITY = {Priority.MAIN: 1, Priority.SPEC: 0}
 PREEMPTION_THRESHOLD = 0  # MAIN - SPEC = 1 > 0: MAIN preempts SPEC
-SPEC_ALGORITHMS = {  # policy.spec_decode -> ServerArgs.speculative_algorithm
-    "eagle": "EAGLE",
-    "eagle3": "EAGLE3",
-    "mtp": "NEXTN",  # multi-token prediction heads of the model itself (DeepSeek-V3, Qwen3-Next, ...)
-    "nextn": "NEXTN",
-    "standalone": "STANDALONE",  # a small draft model of the same tokenizer
-    "ngram": "NGRAM",  # no draft model: n-gram lookup in the context
-}
-NEEDS_DRAFT_MODEL = ("eagle", "eagle3", "standalone")
 SEED_RANGE = 2**63  # SamplingParams.verify: sampling_seed in [-2**63, 2**63 - 1]
 DEFAULT_NCCL_PORT_BASE = 20000  # below the Linux ephemeral range (32768-60999)
 NCCL_PORT_BLOCK = 8  # ports tried per engine; engine i of a role starts at base + block * (2i + role)
@@ -80,35 +73,34 @@ def generate_kwargs(request: GenRequest, input_ids: list[int] | None = None) -> 
     return kwargs
 
 
-def speculative_args(policy: Any) -> dict[str, Any]:
+def speculative_args(settings: SGLangSettings) -> dict[str, Any]:
     """ServerArgs of token-level speculative decoding (EAGLE3, NEXTN/MTP, ...); {} when off."""
-    method = str(getattr(policy, "spec_decode", "") or "").lower()
-    if not method:
+    if not settings.spec_decode:
         return {}
-    if method not in SPEC_ALGORITHMS:
-        raise ValueError(f"spec_decode {method!r} is not one of {', '.join(SPEC_ALGORITHMS)}")
-    args: dict[str, Any] = {"speculative_algorithm": SPEC_ALGORITHMS[method]}
-    draft = getattr(policy, "spec_draft_model", "")
-    if draft:
-        args["speculative_draft_model_path"] = draft
-    elif method in NEEDS_DRAFT_MODEL:
-        raise ValueError(f"spec_decode {method!r} needs policy.spec_draft_model (a draft model path or id)")
-    for ours, theirs in (
-        ("draft_steps", "speculative_num_steps"),
-        ("spec_topk", "speculative_eagle_topk"),
-        ("spec_draft_tokens", "speculative_num_draft_tokens"),
+    args: dict[str, Any] = {"speculative_algorithm": SPEC_ALGORITHMS[settings.spec_decode]}
+    if settings.spec_draft_model:
+        args["speculative_draft_model_path"] = settings.spec_draft_model
+    for theirs, value in (
+        ("speculative_num_steps", settings.draft_steps),
+        ("speculative_eagle_topk", settings.spec_topk),
+        ("speculative_num_draft_tokens", settings.spec_draft_tokens),
     ):
-        if getattr(policy, ours, 0):
-            args[theirs] = int(getattr(policy, ours))
+        if value:
+            args[theirs] = int(value)
     return args
 
 
-def server_args(policy: Any, model_path: str, *, nccl_port: int, seed: int | None = 0) -> dict[str, Any]:
-    """Keyword arguments of `sglang.Engine(**kwargs)` for a PolicyConfig.
+def server_args(
+    policy: PolicyConfig, model_path: str, *, nccl_port: int, seed: int | None = 0
+) -> dict[str, Any]:
+    """Keyword arguments of `sglang.Engine(**kwargs)` for a policy and its sglang section.
 
-    Zero-valued options (mem_fraction_static, context_length, draft settings) are left to
-    SGLang's defaults. `policy.sglang_args` are passed through last and win.
+    The section is validated first (a ConfigError names the bad key). Zero-valued options
+    (mem_fraction_static, context_length, draft settings) are left to SGLang's defaults.
+    `server_args` of the section are passed through last and win.
     """
+    settings = SGLangSettings.of(policy)
+    settings.validate(policy)
     args: dict[str, Any] = {
         "model_path": model_path,
         "tp_size": policy.tp,
@@ -120,19 +112,19 @@ def server_args(policy: Any, model_path: str, *, nccl_port: int, seed: int | Non
         "schedule_low_priority_values_first": False,
         "priority_scheduling_preemption_threshold": PREEMPTION_THRESHOLD,
         "default_priority_value": SGLANG_PRIORITY[Priority.MAIN],
-        "enable_deterministic_inference": bool(getattr(policy, "deterministic", True)),
+        "enable_deterministic_inference": settings.deterministic,
         "log_level": "error",
     }
     if seed is not None:
         args["random_seed"] = seed
-    if getattr(policy, "mem_fraction_static", 0):
-        args["mem_fraction_static"] = policy.mem_fraction_static
-    if getattr(policy, "context_length", 0):
-        args["context_length"] = policy.context_length
-    if getattr(policy, "trust_remote_code", False):
+    if settings.mem_fraction_static:
+        args["mem_fraction_static"] = settings.mem_fraction_static
+    if settings.context_length:
+        args["context_length"] = settings.context_length
+    if settings.trust_remote_code:
         args["trust_remote_code"] = True
-    args.update(speculative_args(policy))
-    args.update(dict(getattr(policy, "sglang_args", None) or {}))
+    args.update(speculative_args(settings))
+    args.update(settings.server_args)
     return args
 
 

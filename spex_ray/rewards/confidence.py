@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from spex_ray.config import RewardConfig
 from spex_ray.rewards.base import StepContext
 
 STEP_SCORES = ("mean_logprob", "min_logprob")
@@ -16,8 +17,8 @@ STEP_SCORES = ("mean_logprob", "min_logprob")
 class ConfidenceReward:
     """exp(mean token logprob) (the step's geometric-mean token probability) or exp(min)."""
 
-    def __init__(self, config=None) -> None:
-        self.step_score = getattr(config, "step_score", "mean_logprob")
+    def __init__(self, config: RewardConfig | None = None) -> None:
+        self.step_score = config.step_score if config is not None else "mean_logprob"
         if self.step_score not in STEP_SCORES:
             raise ValueError(f"reward.step_score must be one of {', '.join(STEP_SCORES)}")
 

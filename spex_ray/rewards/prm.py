@@ -2,7 +2,7 @@
 
 PRMReward is the Reward the search calls. It hands (problem, steps) to a StepScorer, which
 in production is the client of the reward actors (actors/reward.py), each hosting one of
-the scorers registered in SCORERS:
+the scorers registered in SCORERS (registries.py):
 
 * step_tag (prm_sglang.py): a generative PRM in the Math-Shepherd style on SGLang. Every
   step ends with a tag (" ки"); the step's score is read from the PRM's next-token
@@ -23,15 +23,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from spex_ray.registry import Registry
+from spex_ray.config import PolicyConfig, RewardConfig
+from spex_ray.engines.sglang_settings import SGLangSettings
 from spex_ray.rewards.base import StepContext
-
-SCORERS = Registry("prm scorer")
-SCORERS.register("step_tag", "spex_ray.rewards.prm_sglang:StepTagScorer")
-SCORERS.register("qwen_prm", "spex_ray.rewards.prm_hf:QwenPRMScorer")
-SCORERS.register("llemma_prm", "spex_ray.rewards.prm_hf:LlemmaPRMScorer")
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 QWEN_STEP_SEPARATOR = "<extra_0>"
@@ -52,9 +48,9 @@ class PRMReward:
     client); without one the reward cannot score and says so.
     """
 
-    needs_scorer = True  # solve() starts reward actors for it
+    needs_scorer: ClassVar[bool] = True  # solve() starts reward actors for it
 
-    def __init__(self, config: Any = None, scorer: StepScorer | None = None) -> None:
+    def __init__(self, config: RewardConfig | None = None, scorer: StepScorer | None = None) -> None:
         self.config = config
         self.scorer = scorer
 
@@ -174,18 +170,18 @@ def step_scores_at_separators(
     return positive_probabilities([logits[i] for i in separator_positions(input_ids, separator_id)])
 
 
-def reward_engine_policy(reward: Any) -> Any:
+def reward_engine_policy(reward: RewardConfig) -> PolicyConfig:
     """The PolicyConfig of the SGLang engine that serves a step_tag PRM."""
-    from spex_ray.config import PolicyConfig
-
-    return PolicyConfig(
-        backend="sglang",
+    sglang = SGLangSettings(
+        mem_fraction_static=reward.mem_fraction_static,
+        trust_remote_code=reward.trust_remote_code,
+        deterministic=False,  # scoring is a forward pass: nothing is sampled
+    )
+    policy = PolicyConfig(
         model=reward.model,
         dtype=reward.dtype,
         max_batch_size=reward.max_batch_size,
         num_gpus=reward.num_gpus,
         tp=reward.tp,
-        mem_fraction_static=reward.mem_fraction_static,
-        trust_remote_code=reward.trust_remote_code,
-        deterministic=False,  # scoring is a forward pass: nothing is sampled
     )
+    return policy.with_settings("sglang", sglang)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from spex_ray.config import RewardConfig
 from spex_ray.engines.models import resolve_model
 from spex_ray.rewards.batcher import MicroBatcher
 from spex_ray.rewards.prm import (
@@ -41,7 +42,7 @@ class HFPRMScorer:
     """
 
     def __init__(
-        self, config: Any, *, name: str = "reward-0", model: Any = None, tokenizer: Any = None
+        self, config: RewardConfig, *, name: str = "reward-0", model: Any = None, tokenizer: Any = None
     ) -> None:
         self.config = config
         self.name = name

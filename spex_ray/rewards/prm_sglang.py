@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spex_ray.config import RewardConfig
 from spex_ray.rewards.prm import label_step_score, label_token_ids, reward_engine_policy, step_tag_query_item
 
 
@@ -18,7 +19,7 @@ class StepTagScorer:
     `engine` defaults to an SGLangEngine built from the reward config; tests pass a fake.
     """
 
-    def __init__(self, config: Any, *, name: str = "reward-0", engine: Any = None) -> None:
+    def __init__(self, config: RewardConfig, *, name: str = "reward-0", engine: Any = None) -> None:
         self.config = config
         if engine is None:
             from spex_ray.engines.sglang import SGLangEngine

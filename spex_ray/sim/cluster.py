@@ -6,7 +6,7 @@ SimEngines on a VirtualTimeLoop (sim/loop.py), with the allocator's policy
 in-process (allocator/local.py). Modeled time is the loop's clock: engine iterations take
 their roofline time and everything else takes none, so a run is a deterministic
 discrete-event simulation and SPEX vs baseline ratios are pure modeled figures. The Ray
-path (actors, leases) runs the same engines in real time (policy.time_scale) and is where
+path (actors, leases) runs the same engines in real time (policy.sim.time_scale) and is where
 orchestration overhead is measured.
 """
 
@@ -27,6 +27,7 @@ from spex_ray.rewards import REWARDS
 from spex_ray.rewards.base import Reward
 from spex_ray.sim.engine import SimEngine
 from spex_ray.sim.loop import run_virtual
+from spex_ray.sim.settings import SimSettings
 from spex_ray.solution import solve_problem
 from spex_ray.tasks import Problem, problems_from_items
 from spex_ray.tree.budget import SpecBudget
@@ -64,9 +65,8 @@ def simulate(config: Config, problems: Sequence[Problem | dict[str, Any]], gpus:
 
 
 def sim_config(config: Config) -> Config:
-    config = dataclasses.replace(
-        config, policy=dataclasses.replace(config.policy, backend="sim", time_scale=1.0)
-    )
+    sim = dataclasses.replace(SimSettings.of(config.policy), time_scale=1.0)
+    config = dataclasses.replace(config, policy=config.policy.with_settings("sim", sim))
     config.validate()
     return config
 

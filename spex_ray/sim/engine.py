@@ -33,12 +33,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority
+from spex_ray.config import PolicyConfig
+from spex_ray.engines.admission import AdmissionQueue, queue_load
+from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.sim.cache import PrefixCache
 from spex_ray.sim.settings import SimSettings, load_workload
@@ -108,14 +109,15 @@ class _Seq:
 class SimEngine:
     """The Engine protocol with modeled time; see the module docstring.
 
-    `name` is the engine's name (its actor's). `clock` is the modeled clock to advance
+    The policy gives the model, tp and max_batch_size; its sim section (SimSettings) the
+    rest. `name` is the engine's name (its actor's). `clock` is the modeled clock to advance
     (default: a new SimClock at SIM_EPOCH); pass one to read modeled time from outside the
     engine (one engine per clock). `workload` overrides the settings' workload parameters.
     """
 
     def __init__(
         self,
-        policy: Any,
+        policy: PolicyConfig,
         *,
         name: str = "engine-0",
         clock: SimClock | None = None,
@@ -123,21 +125,23 @@ class SimEngine:
     ) -> None:
         self.name = name
         self.policy = policy
-        self.settings = SimSettings.from_policy(policy)
-        if workload is not None:
-            self.settings.workload = load_workload(workload)
-        self.timing = self.settings.timing()
+        self.settings = SimSettings.of(policy)
+        self.settings.validate(policy)
+        self.workload = load_workload(workload if workload is not None else self.settings.workload)
+        self.timing = self.settings.timing(policy)
+        self._spec_method = self.settings.decode_method()
+        self._accept = self.settings.mean_accepted()
+        self._draft_steps = self.settings.draft_passes()
         self._clock = clock or SimClock()
         self.cache = PrefixCache(self.timing.kv_capacity_tokens, self.settings.cache_block)
-        self._queues: dict[Priority, deque[_Seq]] = {Priority.MAIN: deque(), Priority.SPEC: deque()}
+        self._queue: AdmissionQueue[_Seq] = AdmissionQueue()
         self._running: dict[str, _Seq] = {}
         self._reserved = 0  # KV tokens held by running requests beyond their cached prefixes
-        self._meter = LoadMeter(self.settings.max_batch_size)  # on the modeled clock
+        self._meter = LoadMeter(policy.max_batch_size)  # on the modeled clock
         self._words: dict[int, str] = {}  # token id -> word, to read input_ids requests
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._wall_origin = 0.0
-        self.iterations = 0
         self.busy_s = 0.0  # modeled seconds spent in iterations
         self.generated_total = 0  # output tokens of every request, finished or not
         self.decode_seq_steps = 0  # sum over iterations of decoding sequences
@@ -167,14 +171,14 @@ class SimEngine:
             prompt = " ".join(self._words.get(t, f"<{t}>") for t in prompt_ids)
         seed = request.seed if request.seed is not None else hash(request.request_id)
         plan = plan_step(
-            prompt, seed, request.max_new_tokens, request.stop, request.temperature, self.settings.workload
+            prompt, seed, request.max_new_tokens, request.stop, request.temperature, self.workload
         )
         self._remember(plan.words, plan.token_ids)
         loop = asyncio.get_running_loop()
         seq = _Seq(request, plan, prompt_ids, loop.create_future(), now, wall)
         if seq.kv_need > self.timing.kv_capacity_tokens:
             return self._error(seq, f"prompt + output ({seq.kv_need} tokens) exceed the KV cache")
-        self._queues[request.priority].append(seq)
+        self._queue.push(seq)
         self._wake.set()
         try:
             return await seq.future
@@ -184,30 +188,18 @@ class SimEngine:
 
     async def abort(self, request_id: str) -> None:
         """Resolve the request now with finish "abort" (no-op when unknown or finished)."""
-        for queue in self._queues.values():
-            for seq in queue:
-                if seq.request.request_id == request_id:
-                    queue.remove(seq)
-                    seq.start_time, seq.wall_start = self.clock(), time.time()
-                    self._resolve(seq, FinishReason.ABORT)
-                    return
+        seq = self._queue.remove(request_id)
+        if seq is not None:
+            seq.start_time, seq.wall_start = self.clock(), time.time()
+            self._resolve(seq, FinishReason.ABORT)
+            return
         seq = self._running.get(request_id)
         if seq is not None:
             self._finish(seq, FinishReason.ABORT)
 
     def load(self) -> EngineLoad:
-        now = self.clock()
-        running = [s.request.priority for s in self._running.values()]
-        capacity = self.settings.max_batch_size
-        return EngineLoad(
-            running_main=running.count(Priority.MAIN),
-            running_spec=running.count(Priority.SPEC),
-            queued_main=len(self._queues[Priority.MAIN]),
-            queued_spec=len(self._queues[Priority.SPEC]),
-            max_batch_size=capacity,
-            tokens_per_second=self._meter.tokens_per_second(now),
-            mean_batch_occupancy=self._meter.occupancy(now),
-            time=now,
+        return queue_load(
+            self._meter, (s.request.priority for s in self._running.values()), self._queue, self.clock()
         )
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
@@ -223,9 +215,8 @@ class SimEngine:
             self._task = None
         for seq in list(self._running.values()):
             self._finish(seq, FinishReason.ABORT)
-        for queue in self._queues.values():
-            while queue:
-                self._resolve(queue.popleft(), FinishReason.ABORT)
+        for seq in self._queue.drain():
+            self._resolve(seq, FinishReason.ABORT)
 
     # ------------------------------------------------------------------ extras
 
@@ -239,11 +230,12 @@ class SimEngine:
         With token-level speculative decoding every sequence runs draft_steps + 1 tokens
         through the model per iteration, so the engine turns compute-bound that many times
         sooner (in sequences)."""
+        capacity = self.policy.max_batch_size
         try:
-            knee = self.timing.knee() // (self.settings.draft_steps + 1)
+            knee = self.timing.knee() // (self._draft_steps + 1)
         except ValueError:
-            knee = self.settings.max_batch_size
-        return max(1, min(knee, self.settings.max_batch_size))
+            knee = capacity
+        return max(1, min(knee, capacity))
 
     def generated_tokens(self, request_id: str) -> int:
         """Output tokens a running request has produced so far (0 when not running)."""
@@ -259,17 +251,15 @@ class SimEngine:
             raise
         except Exception as exc:  # never leave a caller waiting on a dead loop
             message = f"sim engine loop failed: {type(exc).__name__}: {exc}"
-            for seq in [*self._running.values(), *self._queues[Priority.MAIN], *self._queues[Priority.SPEC]]:
+            for seq in [*self._running.values(), *self._queue.drain()]:
                 if not seq.future.done():
                     seq.future.set_result(self._error(seq, message))
             self._running.clear()
-            for queue in self._queues.values():
-                queue.clear()
             raise
 
     async def _loop(self) -> None:
         while True:
-            if not self._running and not any(self._queues.values()):
+            if not self._running and not self._queue:
                 self._meter.set_running(0, self.clock())
                 self._wake.clear()
                 await self._wake.wait()
@@ -280,7 +270,6 @@ class SimEngine:
             seconds = self.timing.iteration_time(plan[0])
             self._meter.set_running(len(self._running), self.clock())
             self._clock.advance(seconds)
-            self.iterations += 1
             self.busy_s += seconds
             tokens = sum(n for _, _, n in plan[1])
             self.generated_total += tokens
@@ -306,16 +295,15 @@ class SimEngine:
     def _admit(self) -> None:
         """Fill free slots: MAIN first; SPEC only while no MAIN waits; KV memory permitting."""
         capacity = self.timing.kv_capacity_tokens
-        while len(self._running) < self.settings.max_batch_size:
-            queue = self._queues[Priority.MAIN] or self._queues[Priority.SPEC]
-            if not queue:
+        while len(self._running) < self.policy.max_batch_size:
+            seq = self._queue.peek()
+            if seq is None:
                 return
-            seq = queue[0]
             cached = min(self.cache.match(seq.prompt_ids, touch=False), len(seq.prompt_ids) - 1)
             need = len(seq.prompt_ids) - max(0, cached) + len(seq.plan.token_ids)
             if self._running and self._reserved + need > capacity:
                 return
-            queue.popleft()
+            self._queue.pop()
             self.cache.match(seq.prompt_ids)  # count the hit, refresh the blocks
             seq.cached = seq.prefilled = max(0, cached)
             seq.start_time, seq.wall_start = self.clock(), time.time()
@@ -326,8 +314,8 @@ class SimEngine:
     def _plan_iteration(self) -> tuple[IterationWork, list[tuple[_Seq, int, int]]]:
         """The iteration's work and, per sequence, (seq, prefill tokens, output tokens)."""
         budget = self.settings.prefill_chunk
-        accept = self.settings.accept_len
-        verify = self.settings.draft_steps + 1
+        accept = self._accept
+        verify = self._draft_steps + 1
         steps: list[tuple[_Seq, int, int]] = []
         prefill = attention = prefill_kv = decode_seqs = decode_context = 0
         for seq in self._running.values():
@@ -398,7 +386,7 @@ class SimEngine:
             "sim_depth": float(plan.depth),
             "sim_z": plan.z,
         }
-        if self.settings.spec_decode and seq.verify_steps:
+        if self._spec_method and seq.verify_steps:
             meta["accept_len"] = (seq.generated - 1) / seq.verify_steps
         seq.future.set_result(
             GenResult(

@@ -1,22 +1,24 @@
-"""The simulated engine's settings: GPU, model, timing knobs, token-level speculative
-decoding and the synthetic workload (see engine.py and timing.py)."""
+"""SimSettings: the simulated engine's own settings (policy.sim): the GPU, timing knobs,
+token-level speculative decoding and the synthetic workload (see engine.py and timing.py).
+The model, tensor parallel degree and batch size are the policy's."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from spex_ray.hardware.specs import GPUSpec, ModelSpec, gpu_spec, model_spec
+from spex_ray.config import PolicyConfig, check
+from spex_ray.hardware.specs import GPUS, gpu_spec, model_spec
 from spex_ray.sim.timing import TimingModel
 from spex_ray.sim.workload import WorkloadParams
 
 SPEC_DECODE_DEFAULTS = {"eagle": 3.0, "mtp": 2.5}  # mean accepted tokens per verify step
-_SPEC_ALIASES = {"": "", "none": "", "off": "", "eagle": "eagle", "eagle3": "eagle", "mtp": "mtp"}
+DEFAULT_DRAFT_STEPS = 3
+_SPEC_METHODS = {"": "", "eagle": "eagle", "eagle3": "eagle", "mtp": "mtp"}  # spec_decode -> modeled as
 
 
 def resolve_model_name(name: str) -> str:
@@ -34,84 +36,75 @@ def resolve_model_name(name: str) -> str:
 
 @dataclass
 class SimSettings:
-    """The simulated engine's settings (see the engine and timing modules).
+    """policy.sim: the simulated accelerator and how the engine is modeled.
 
     accept_len 0 and draft_steps 0 mean the spec_decode method's defaults (eagle 3.0 /
     mtp 2.5 accepted tokens; 3 draft steps). efficiency 0 means the GPU spec's (0.7).
     """
 
-    gpu: str = "h100"
-    model: str = "llama-3-8b"
-    tp: int = 1
-    time_scale: float = 1.0
-    efficiency: float = 0.0
-    overhead_s: float = 0.004
-    max_batch_size: int = 256
-    prefill_chunk: int = 2048
-    spec_decode: str = ""
-    accept_len: float = 0.0
-    draft_cost: float = 0.1
-    draft_steps: int = 0
-    kv_fraction: float = 0.85
-    cache_block: int = 16
-    workload: WorkloadParams = field(default_factory=WorkloadParams)
+    engine: ClassVar[str] = "spex_ray.sim.engine:SimEngine"
 
-    def __post_init__(self) -> None:
-        method = str(self.spec_decode or "").strip().lower()
-        if method not in _SPEC_ALIASES:
-            raise ValueError(f"spec_decode must be one of '', eagle, mtp; got {self.spec_decode!r}")
-        self.spec_decode = _SPEC_ALIASES[method]
-        if self.spec_decode:
-            self.accept_len = self.accept_len or SPEC_DECODE_DEFAULTS[self.spec_decode]
-            self.draft_steps = self.draft_steps or 3
-        else:
-            self.accept_len, self.draft_steps = 1.0, 0
-        self.model = resolve_model_name(self.model)
-        gpu_spec(self.gpu)  # fail early on an unknown GPU
-        if self.tp < 1 or self.max_batch_size < 1 or self.prefill_chunk < 1 or self.cache_block < 1:
-            raise ValueError("tp, max_batch_size, prefill_chunk and cache_block must be >= 1")
-        if self.time_scale < 0 or self.overhead_s < 0 or self.draft_cost < 0:
-            raise ValueError("time_scale, overhead_s and draft_cost must be >= 0")
-        if not 0 <= self.efficiency <= 1:
-            raise ValueError("efficiency must be in [0, 1] (0 = the GPU spec's)")
-        if not 1 <= self.accept_len <= self.draft_steps + 1 or not 0 < self.kv_fraction <= 1:
-            raise ValueError("need 1 <= accept_len <= draft_steps + 1 and kv_fraction in (0, 1]")
+    gpu: str = "h100"  # a6000 | a100-80g | h100 | h200
+    time_scale: float = 1.0  # wall seconds per modeled second; 0 = do not sleep
+    efficiency: float = 0.0  # achievable fraction of peak; 0 = the GPU spec's value
+    overhead_s: float = 0.004  # fixed cost per engine iteration
+    prefill_chunk: int = 2048  # prefill tokens per iteration
+    spec_decode: str = ""  # token-level speculative decoding: "" | eagle | eagle3 (as eagle) | mtp
+    accept_len: float = 0.0  # mean accepted tokens per verify step; 0 = the method's default
+    draft_cost: float = 0.1  # one draft pass as a fraction of a decode pass
+    draft_steps: int = 0  # draft tokens per verify step; 0 = 3
+    kv_fraction: float = 0.85  # memory left after the weights that holds KV cache
+    cache_block: int = 16  # prefix cache block, in tokens
+    workload: str = ""  # WorkloadParams overrides: a .json/.yaml path; "" = defaults
 
     @classmethod
-    def from_policy(cls, policy: Any, **overrides: Any) -> SimSettings:
-        """Settings from a PolicyConfig; fields it lacks keep their defaults.
+    def of(cls, policy: PolicyConfig) -> SimSettings:
+        """The policy's sim section."""
+        return policy.typed_settings("sim", cls)
 
-        Read: gpu, model ("embedded" -> llama-3-8b), tp (else int(num_gpus), at least 1),
-        time_scale, efficiency, overhead_s, max_batch_size, prefill_chunk, spec_decode,
-        accept_len, draft_cost, draft_steps, kv_fraction, and sim_workload (a mapping of
-        WorkloadParams fields, or the path of a JSON/YAML file of them; "" = defaults).
-        """
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in ("tp", "workload") and getattr(policy, f.name, None) is not None:
-                values[f.name] = getattr(policy, f.name)
-        tp = getattr(policy, "tp", None)
-        values["tp"] = int(tp) if tp else max(1, int(getattr(policy, "num_gpus", 0) or 0))
-        values["workload"] = load_workload(getattr(policy, "sim_workload", None))
-        values.update(overrides)
-        return cls(**values)
+    def validate(self, policy: PolicyConfig) -> None:
+        check(self.spec_decode in _SPEC_METHODS, "policy.sim.spec_decode", "'' | eagle | eagle3 | mtp")
+        check(self.gpu.lower() in GPUS, "policy.sim.gpu", f"one of {', '.join(GPUS)}")
+        for key in ("prefill_chunk", "cache_block"):
+            check(getattr(self, key) >= 1, f"policy.sim.{key}", "must be >= 1")
+        for key in ("time_scale", "overhead_s", "draft_cost"):
+            check(getattr(self, key) >= 0, f"policy.sim.{key}", "must be >= 0")
+        check(0 <= self.efficiency <= 1, "policy.sim.efficiency", "must be in [0, 1] (0 = the GPU spec's)")
+        check(0 < self.kv_fraction <= 1, "policy.sim.kv_fraction", "must be in (0, 1]")
+        check(self.draft_steps >= 0, "policy.sim.draft_steps", "must be >= 0 (0 = 3)")
+        check(
+            1 <= self.mean_accepted() <= self.draft_passes() + 1,
+            "policy.sim.accept_len",
+            "need 1 <= accept_len <= draft_steps + 1",
+        )
 
-    def gpu_spec(self) -> GPUSpec:
-        return gpu_spec(self.gpu)
+    def needs_gpu(self) -> bool:
+        return False
 
-    def model_spec(self) -> ModelSpec:
-        return model_spec(self.model)
+    def decode_method(self) -> str:
+        """The speculative decoding method modeled: "" (none) | eagle | mtp."""
+        return _SPEC_METHODS[self.spec_decode]
 
-    def timing(self) -> TimingModel:
+    def mean_accepted(self) -> float:
+        """Tokens a decoding sequence gains per iteration (1 without speculative decoding)."""
+        method = self.decode_method()
+        return (self.accept_len or SPEC_DECODE_DEFAULTS[method]) if method else 1.0
+
+    def draft_passes(self) -> int:
+        """Draft tokens per verify step (0 without speculative decoding)."""
+        return (self.draft_steps or DEFAULT_DRAFT_STEPS) if self.decode_method() else 0
+
+    def timing(self, policy: PolicyConfig) -> TimingModel:
+        """The timing model of `policy.tp` of these GPUs serving `policy.model`."""
         return TimingModel(
-            self.gpu_spec(),
-            self.model_spec(),
-            tp=self.tp,
+            gpu_spec(self.gpu),
+            model_spec(resolve_model_name(policy.model)),
+            tp=policy.tp,
             efficiency=self.efficiency,
             overhead_s=self.overhead_s,
             kv_fraction=self.kv_fraction,
-            draft_steps=self.draft_steps,
-            draft_cost=self.draft_cost if self.spec_decode else 0.0,
+            draft_steps=self.draft_passes(),
+            draft_cost=self.draft_cost if self.decode_method() else 0.0,
         )
 
 

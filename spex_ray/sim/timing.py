@@ -120,11 +120,6 @@ class TimingModel:
         )
         return self.iteration_time(work)
 
-    def prefill_time(self, tokens: int, cached: int = 0) -> float:
-        """One iteration prefilling `tokens` prompt tokens after `cached` cached ones."""
-        attention = (2 * cached + tokens - 1) * tokens / 2
-        return self.iteration_time(IterationWork(tokens, attention, cached + tokens))
-
     def knee(self, context_tokens: int = 1024) -> int:
         """The roofline knee (hardware/roofline.py) of this GPU and model."""
         return knee_concurrency(self.gpu, self.model, context_tokens)

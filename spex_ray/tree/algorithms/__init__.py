@@ -7,11 +7,7 @@ what speculation should expand is predicted by the algorithm's own policy
 (`algorithm.speculation(lookahead)`), defined next to it with the same rules.
 """
 
-from spex_ray.registry import Registry
+from spex_ray.registries import ALGORITHMS  # registered there, so the config reads names without this package
 from spex_ray.tree.algorithms.base import Algorithm
-
-ALGORITHMS = Registry("search algorithm")
-ALGORITHMS.register("rebase", "spex_ray.tree.algorithms.rebase:Rebase")
-ALGORITHMS.register("mcts", "spex_ray.tree.algorithms.mcts:MCTS")
 
 __all__ = ["ALGORITHMS", "Algorithm"]
