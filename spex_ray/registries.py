@@ -28,3 +28,6 @@ SCORERS.register("llemma_prm", "spex_ray.rewards.prm_hf:LlemmaPRMScorer")
 ALGORITHMS = Registry("search algorithm")
 ALGORITHMS.register("rebase", "spex_ray.tree.algorithms.rebase:Rebase")
 ALGORITHMS.register("mcts", "spex_ray.tree.algorithms.mcts:MCTS")
+
+GENERATED = Registry("generated dataset")  # datasets made, not read: name -> rows(limit, offset, seed)
+GENERATED.register("sim", "spex_ray.sim.workload:sim_dataset")

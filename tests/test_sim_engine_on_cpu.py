@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from spex_ray.config import Config, PolicyConfig
+from spex_ray.config import Config, PolicyConfig, RewardConfig
 from spex_ray.engines.base import Engine, FinishReason, GenRequest, Priority
 from spex_ray.hardware.roofline import knee_concurrency
 from spex_ray.rewards.base import StepContext
@@ -322,7 +322,7 @@ def test_sim_reward_is_stable_and_tracks_z():
         return asyncio.run(reward.score(StepContext("p", "p", ["Step 1 [z=0.5]: x", step], _result())))
 
     assert score(good) == score(good) and 0 <= score(bad) < score(good) <= 1
-    exact = SimReward(type("R", (), {"noise": 0.0})())
+    exact = SimReward(RewardConfig(kind="sim", noise=0.0))
     assert exact.score_step(good) == 0.9
     assert math.isclose(exact.score_step("no marker", [-1.0, -1.0]), math.exp(-1.0))
 

@@ -27,7 +27,6 @@ class TreeActor:
         self.pool = EnginePool(engines)
         self.reward = build_reward(config.reward, rewards)
         self.allocator = allocator
-        self._arrivals = 0
 
     async def solve(self, problem: Problem, order: int = 0) -> tuple[Solution, list[TraceRow]]:
         """Search and grade one problem; returns its result row and its request trace.

@@ -92,10 +92,6 @@ class BudgetAllocator:
         """The query is done; its slots go back to its engine."""
         self._book.release(query_id)
 
-    async def expire_now(self) -> list[str]:
-        """Release every lease older than the TTL now (the reaper does this periodically)."""
-        return self._book.expire(time.monotonic(), self.lease_ttl_s)
-
     def _start_reaper(self) -> None:
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+from spex_ray.config import RewardConfig
 from spex_ray.rewards.base import StepContext
 from spex_ray.rewards.confidence import ConfidenceReward
 from spex_ray.sim.workload import parse_z
@@ -22,12 +23,11 @@ DEFAULT_NOISE = 0.1
 class SimReward:
     """score = clip(z of the newest step + N(0, noise) seeded by the step text, 0, 1).
 
-    `config` is a RewardConfig; its `noise` field (if present) sets the noise sd.
+    `config` is the RewardConfig (reward.noise sets the noise sd); None means the default noise.
     """
 
-    def __init__(self, config=None) -> None:
-        noise = getattr(config, "noise", None)
-        self.noise = DEFAULT_NOISE if noise is None else float(noise)
+    def __init__(self, config: RewardConfig | None = None) -> None:
+        self.noise = DEFAULT_NOISE if config is None else float(config.noise)
         if self.noise < 0:
             raise ValueError("reward.noise must be >= 0")
         self._fallback = ConfidenceReward()

@@ -257,7 +257,7 @@ SIM_DATASET_SIZE = 100  # problems of the `sim` dataset when no limit is given
 
 
 def sim_dataset(limit: int, offset: int, seed: int) -> list[dict[str, str]]:
-    """The `sim` dataset (tasks.GENERATED): sim problems offset..offset+limit (limit 0: 100)."""
+    """The `sim` dataset (registries.GENERATED): sim problems offset..offset+limit (limit 0: 100)."""
     return sim_problems(offset + (limit or SIM_DATASET_SIZE), seed=seed)[offset:]
 
 

@@ -13,11 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spex_ray.registry import Registry
-
-# Datasets generated rather than read: name -> rows(limit, offset, seed) (dict rows, as in a file)
-GENERATED = Registry("generated dataset")
-GENERATED.register("sim", "spex_ray.sim.workload:sim_dataset")
+from spex_ray.registries import GENERATED
 
 DATASET_FILES: dict[str, str] = {
     "gsm8k": "gsm8k_test.jsonl",
