@@ -9,6 +9,7 @@ from typing import Any
 
 from spex_ray.config import PolicyConfig, RewardConfig
 from spex_ray.engines import GenRequest, GenResult
+from spex_ray.registries import SCORERS
 
 
 class EnginePool:
@@ -86,8 +87,8 @@ def policy_resources(policy: PolicyConfig) -> ActorResources:
 
 
 def reward_resources(reward: RewardConfig) -> ActorResources:
-    """Resources of a reward actor: SGLang PRMs always use GPUs."""
-    on_gpu = reward.scorer == "step_tag" or str(reward.device).startswith("cuda")
+    """Resources of a reward actor: GPUs as its scorer says it needs (SGLang PRMs always)."""
+    on_gpu = SCORERS.get(reward.scorer).needs_gpu(reward)
     return engine_resources(reward.num_gpus, reward.num_cpus, reward.tp, on_gpu)
 
 

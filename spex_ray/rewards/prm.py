@@ -41,6 +41,18 @@ class StepScorer(Protocol):
     async def close(self) -> None: ...
 
 
+class HostedScorer(StepScorer, Protocol):
+    """A PRM scorer a reward actor hosts (registries.SCORERS), built as Cls(config, name=...).
+
+    `needs_gpu(config)` (a static method) says whether its actor needs GPUs.
+    """
+
+    @staticmethod
+    def needs_gpu(config: RewardConfig) -> bool: ...
+
+    async def start(self) -> None: ...
+
+
 class PRMReward:
     """The Reward of reward.kind "prm": the newest step's PRM score, from `scorer`.
 

@@ -41,6 +41,11 @@ class HFPRMScorer:
     `model` and `tokenizer` may be given (tests); otherwise start() loads `config.model`.
     """
 
+    @staticmethod
+    def needs_gpu(config: RewardConfig) -> bool:
+        """On the GPU when reward.device is a CUDA device."""
+        return config.device.startswith("cuda")
+
     def __init__(
         self, config: RewardConfig, *, name: str = "reward-0", model: Any = None, tokenizer: Any = None
     ) -> None:

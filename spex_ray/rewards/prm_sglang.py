@@ -19,6 +19,11 @@ class StepTagScorer:
     `engine` defaults to an SGLangEngine built from the reward config; tests pass a fake.
     """
 
+    @staticmethod
+    def needs_gpu(config: RewardConfig) -> bool:
+        """SGLang runs on GPUs only."""
+        return True
+
     def __init__(self, config: RewardConfig, *, name: str = "reward-0", engine: Any = None) -> None:
         self.config = config
         if engine is None:
