@@ -86,7 +86,7 @@ EOF
 fi
 COMMON=(--set "policy.model=$MODEL" --set policy.dtype=bfloat16 --set policy.max_batch_size=64)
 if [[ $BACKEND == sglang ]]; then
-  ENGINE=(--set policy.backend=sglang --set policy.sglang.mem_fraction_static=0.5)
+  ENGINE=(--set policy.backend=sglang --set policy.mem_fraction_static=0.5)
 else
   ENGINE=(--set policy.backend=hf --set policy.hf.device=cuda --set policy.num_gpus=1)
 fi

@@ -43,8 +43,8 @@ class BackendSettings(Protocol):
 
 _MOVED_TO_BACKENDS = {  # keys of the old flat policy section, by the backend section they moved to
     "hf": "device",
-    "sim": "gpu time_scale efficiency overhead_s prefill_chunk accept_len draft_cost kv_fraction",
-    "sglang": "mem_fraction_static context_length deterministic spec_draft_model spec_topk spec_draft_tokens"
+    "sim": "gpu time_scale efficiency overhead_s prefill_chunk accept_len draft_cost",
+    "sglang": "context_length deterministic spec_draft_model spec_topk spec_draft_tokens"
     " nccl_port trust_remote_code",
 }
 MOVED_POLICY_KEYS = {  # old flat policy key -> where it lives now
@@ -52,6 +52,7 @@ MOVED_POLICY_KEYS = {  # old flat policy key -> where it lives now
         key: f"policy.{backend}.{key}" for backend, keys in _MOVED_TO_BACKENDS.items() for key in keys.split()
     },
     "sim_workload": "policy.sim.workload",
+    "kv_fraction": "policy.mem_fraction_static (now the share of all GPU memory for weights + KV cache)",
     "sglang_args": "policy.sglang.server_args",
     "spec_decode": "policy.sim.spec_decode or policy.sglang.spec_decode",
     "draft_steps": "policy.sim.draft_steps or policy.sglang.draft_steps",
@@ -76,6 +77,9 @@ class PolicyConfig:
     cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
     knee: int = 0  # concurrency the engine decodes at no extra step cost (spex-ray calibrate); 0 = auto
     tp: int = 1  # GPUs of one engine: tensor parallel degree (sglang, sim; hf ignores it)
+    # GPU memory for weights + KV cache (sglang, sim, the knee's KV cap); 0 = hardware.roofline's
+    # 0.9 (sglang: SGLang's own choice)
+    mem_fraction_static: float = 0.0
     # The backends' own sections by backend name, created with their defaults on first use.
     backends: dict[str, BackendSettings] = field(default_factory=dict, metadata={"nested": True})
 
@@ -111,6 +115,7 @@ class PolicyConfig:
         check(self.num_gpus >= 0, "policy.num_gpus", "must be >= 0")
         check(self.knee >= 0, "policy.knee", "must be >= 0 (0 = auto)")
         check(self.tp >= 1, "policy.tp", "must be >= 1")
+        check(0 <= self.mem_fraction_static < 1, "policy.mem_fraction_static", "must be in [0, 1) (0 = auto)")
         check(self.dtype in ("float32", "bfloat16", "float16"), "policy.dtype", "float32|bfloat16|float16")
         check(self.backend in BACKENDS, "policy.backend", f"one of {BACKENDS.names()}")
         self.settings().validate(self)

@@ -47,8 +47,9 @@ def _sim_case() -> Case:
     from spex_ray.sim.workload import WorkloadParams, tokenize
 
     def make():
-        policy = PolicyConfig(backend="sim", max_batch_size=4)
-        sim = SimSettings(time_scale=0.5, kv_fraction=0.02)  # real time; a KV cache of ~10k tokens
+        # real time; 21.64% of an H100's memory leaves a KV cache of ~10k tokens next to the weights
+        policy = PolicyConfig(backend="sim", max_batch_size=4, mem_fraction_static=0.2164)
+        sim = SimSettings(time_scale=0.5)
         policy = policy.with_settings("sim", sim)
         steps = WorkloadParams(step_tokens_mean=300, step_tokens_sigma=0.0, answer_scale=1e6)
         return SimEngine(policy, workload=steps)  # every step is 300 tokens: long enough to abort
@@ -79,12 +80,11 @@ def _hf_case() -> Case:
 
 def _sglang_case() -> Case:
     from spex_ray.engines.sglang import SGLangEngine
-    from spex_ray.engines.sglang_settings import SGLangSettings
 
     def make():
         policy = PolicyConfig(backend="sglang", dtype="bfloat16", max_batch_size=4, temperature=0.7)
         policy.model = os.environ.get("SPEX_RAY_SGLANG_MODEL", "embedded")
-        SGLangSettings.of(policy).mem_fraction_static = 0.3
+        policy.mem_fraction_static = 0.3
         return SGLangEngine(policy)
 
     return Case(

@@ -158,7 +158,7 @@ def test_step_tag_scorer_asks_the_engine_for_label_probabilities():
         RewardConfig(kind="prm", model="m", tp=2, num_gpus=2, mem_fraction_static=0.3)
     )
     sglang = SGLangSettings.of(policy)
-    assert (policy.backend, policy.model, policy.tp, sglang.mem_fraction_static) == ("sglang", "m", 2, 0.3)
+    assert (policy.backend, policy.model, policy.tp, policy.mem_fraction_static) == ("sglang", "m", 2, 0.3)
     assert sglang.deterministic is False
 
 

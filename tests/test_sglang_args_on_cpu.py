@@ -141,9 +141,9 @@ def test_sglang_config_validation():
         ("policy.num_gpus=1", "policy.num_gpus"),  # tp 2 needs 2 GPUs (or 0 = auto)
         ("policy.sglang.spec_decode=eagle3", "policy.sglang.spec_draft_model"),
         ("policy.sglang.spec_decode=medusa", "policy.sglang.spec_decode"),
-        ("policy.sglang.mem_fraction_static=1.5", "policy.sglang.mem_fraction_static"),
+        ("policy.mem_fraction_static=1.5", "policy.mem_fraction_static"),
         ("policy.sglang.server_args=3", "policy.sglang.server_args"),
-        ("policy.mem_fraction_static=0.5", "policy.sglang.mem_fraction_static"),  # the flat key moved
+        ("policy.sglang.mem_fraction_static=0.5", "policy.sglang.mem_fraction_static"),  # one memory fraction
     ]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             Config.load(None, [*base, "policy.tp=2", bad])

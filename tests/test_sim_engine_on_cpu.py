@@ -11,7 +11,7 @@ import pytest
 
 from spex_ray.config import Config, PolicyConfig, RewardConfig
 from spex_ray.engines.base import Engine, FinishReason, GenRequest, Priority
-from spex_ray.hardware.roofline import knee_concurrency
+from spex_ray.hardware.roofline import MEM_FRACTION, knee_concurrency, kv_capacity_tokens
 from spex_ray.rewards.base import StepContext
 from spex_ray.sim.cache import PrefixCache
 from spex_ray.sim.engine import SimClock, SimEngine
@@ -109,6 +109,22 @@ def test_settings_from_policy_and_tensor_parallel():
     assert engine.knee() == knee_concurrency(engine.timing.gpu, engine.timing.model)
     assert make_engine(max_batch_size=8).knee() == 8
     assert isinstance(engine, Engine)
+
+
+def test_one_memory_fraction_sizes_the_kv_cache_and_caps_the_knee():
+    """policy.mem_fraction_static is the one memory fraction: the sim's KV cache and the
+    knee's KV cap are the same memory (what fits next to the weights in that share)."""
+    policy = PolicyConfig(backend="sim", model="llemma-7b", max_batch_size=4096)
+    SimSettings.of(policy).gpu = "a6000"  # multi-head KV: the knee is KV-bound
+    for fraction in (0.0, 0.6):
+        policy.mem_fraction_static = fraction
+        timing = SimSettings.of(policy).timing(policy)
+        share = fraction or MEM_FRACTION
+        assert timing.kv_capacity_tokens == kv_capacity_tokens(timing.gpu, timing.model, share)
+        assert timing.knee(1024) == timing.kv_capacity_tokens // 1024  # KV-bound: the cap
+    smaller = SimSettings.of(policy).timing(policy)
+    policy.mem_fraction_static = 0.0
+    assert smaller.kv_capacity_tokens < SimSettings.of(policy).timing(policy).kv_capacity_tokens
 
 
 # --- prefix cache ------------------------------------------------------------------------

@@ -230,11 +230,14 @@ class SGLangEngine:
         model = model_key(self.policy.model)
         if gpu is None or model is None:
             return cap
-        from spex_ray.hardware.roofline import knee_concurrency
+        from spex_ray.hardware.roofline import MEM_FRACTION, knee_concurrency
         from spex_ray.hardware.specs import gpu_spec, model_spec
 
+        memory = self.policy.mem_fraction_static or MEM_FRACTION
         try:
-            knee = knee_concurrency(gpu_spec(gpu).times(self.policy.tp), model_spec(model))
+            knee = knee_concurrency(
+                gpu_spec(gpu).times(self.policy.tp), model_spec(model), mem_fraction=memory
+            )
         except ValueError:  # the weights do not fit the GPUs by the spec
             return cap
         return max(1, min(cap, knee))

@@ -96,7 +96,7 @@ def server_args(
     """Keyword arguments of `sglang.Engine(**kwargs)` for a policy and its sglang section.
 
     The section is validated first (a ConfigError names the bad key). Zero-valued options
-    (mem_fraction_static, context_length, draft settings) are left to SGLang's defaults.
+    (policy.mem_fraction_static, context_length, draft settings) are left to SGLang's defaults.
     `server_args` of the section are passed through last and win.
     """
     settings = SGLangSettings.of(policy)
@@ -117,8 +117,8 @@ def server_args(
     }
     if seed is not None:
         args["random_seed"] = seed
-    if settings.mem_fraction_static:
-        args["mem_fraction_static"] = settings.mem_fraction_static
+    if policy.mem_fraction_static:
+        args["mem_fraction_static"] = policy.mem_fraction_static
     if settings.context_length:
         args["context_length"] = settings.context_length
     if settings.trust_remote_code:

@@ -27,7 +27,6 @@ class SGLangSettings:
 
     engine: ClassVar[str] = "spex_ray.engines.sglang:SGLangEngine"
 
-    mem_fraction_static: float = 0.0  # GPU memory for weights + KV cache; 0 = SGLang's choice
     context_length: int = 0  # 0 = the model's
     deterministic: bool = True  # honour per-request seeds (lossless SPEX); SGLang's deterministic inference
     # token-level speculative decoding: "" | eagle | eagle3 | mtp | nextn | standalone | ngram
@@ -52,11 +51,6 @@ class SGLangSettings:
             check(
                 bool(self.spec_draft_model), "policy.sglang.spec_draft_model", f"needed by {self.spec_decode}"
             )
-        check(
-            0 <= self.mem_fraction_static < 1,
-            "policy.sglang.mem_fraction_static",
-            "must be in [0, 1) (0 = auto)",
-        )
         for key in ("context_length", "spec_topk", "spec_draft_tokens", "draft_steps"):
             check(getattr(self, key) >= 0, f"policy.sglang.{key}", "must be >= 0 (0 = SGLang's default)")
         check(

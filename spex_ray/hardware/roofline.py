@@ -33,7 +33,10 @@ from dataclasses import dataclass
 
 from spex_ray.hardware.specs import GPUSpec, ModelSpec
 
-MEM_FRACTION = 0.9  # memory usable for weights + KV cache (the rest: activations, runtime)
+# The one memory fraction: the share of GPU memory that holds the weights and the KV cache
+# (SGLang's mem_fraction_static; the rest is activations and runtime). policy.mem_fraction_static
+# sets it per run; 0 there means this default (SGLang itself then picks its own).
+MEM_FRACTION = 0.9
 
 
 def pass_flops(model: ModelSpec, tokens: float, attention_tokens: float) -> float:
@@ -64,10 +67,8 @@ def decode_step_time(gpu: GPUSpec, model: ModelSpec, batch: int, context_tokens:
     return max(compute, memory)
 
 
-def max_sequences(
-    gpu: GPUSpec, model: ModelSpec, context_tokens: int, mem_fraction: float = MEM_FRACTION
-) -> float:
-    """How many sequences of `context_tokens` fit in memory next to the weights (may be inf).
+def kv_cache_bytes(gpu: GPUSpec, model: ModelSpec, mem_fraction: float = MEM_FRACTION) -> float:
+    """Bytes of KV cache that fit next to the weights in `mem_fraction` of the GPU's memory.
 
     Raises ValueError when the weights alone do not fit (use `gpu.times(n)` for TP).
     """
@@ -76,9 +77,22 @@ def max_sequences(
         raise ValueError(
             f"{model.name} weights ({model.weight_bytes / 1e9:.1f} GB) do not fit in "
             f"{mem_fraction:.0%} of {gpu.name} memory ({gpu.memory_bytes / 1e9:.0f} GB); "
-            "use gpu.times(n) for a tensor-parallel engine"
+            "raise the tensor-parallel degree (policy.tp; gpu.times(n) for a spec)"
         )
+    return free
+
+
+def kv_capacity_tokens(gpu: GPUSpec, model: ModelSpec, mem_fraction: float = MEM_FRACTION) -> int:
+    """Tokens of KV cache that fit next to the weights (see kv_cache_bytes)."""
+    return int(kv_cache_bytes(gpu, model, mem_fraction) / model.kv_bytes_per_token)
+
+
+def max_sequences(
+    gpu: GPUSpec, model: ModelSpec, context_tokens: int, mem_fraction: float = MEM_FRACTION
+) -> float:
+    """How many sequences of `context_tokens` fit in memory next to the weights (may be inf)."""
     per_seq = context_tokens * model.kv_bytes_per_token
+    free = kv_cache_bytes(gpu, model, mem_fraction)
     return math.inf if per_seq == 0 else free / per_seq
 
 

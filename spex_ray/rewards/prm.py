@@ -185,7 +185,6 @@ def step_scores_at_separators(
 def reward_engine_policy(reward: RewardConfig) -> PolicyConfig:
     """The PolicyConfig of the SGLang engine that serves a step_tag PRM."""
     sglang = SGLangSettings(
-        mem_fraction_static=reward.mem_fraction_static,
         trust_remote_code=reward.trust_remote_code,
         deterministic=False,  # scoring is a forward pass: nothing is sampled
     )
@@ -195,5 +194,6 @@ def reward_engine_policy(reward: RewardConfig) -> PolicyConfig:
         max_batch_size=reward.max_batch_size,
         num_gpus=reward.num_gpus,
         tp=reward.tp,
+        mem_fraction_static=reward.mem_fraction_static,
     )
     return policy.with_settings("sglang", sglang)

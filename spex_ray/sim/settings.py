@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from spex_ray.config import PolicyConfig, check
+from spex_ray.hardware.roofline import MEM_FRACTION
 from spex_ray.hardware.specs import GPUS, gpu_spec, model_spec
 from spex_ray.sim.timing import TimingModel
 from spex_ray.sim.workload import WorkloadParams
@@ -53,7 +54,6 @@ class SimSettings:
     accept_len: float = 0.0  # mean accepted tokens per verify step; 0 = the method's default
     draft_cost: float = 0.1  # one draft pass as a fraction of a decode pass
     draft_steps: int = 0  # draft tokens per verify step; 0 = 3
-    kv_fraction: float = 0.85  # memory left after the weights that holds KV cache
     cache_block: int = 16  # prefix cache block, in tokens
     workload: str = ""  # WorkloadParams overrides: a .json/.yaml path; "" = defaults
 
@@ -70,7 +70,6 @@ class SimSettings:
         for key in ("time_scale", "overhead_s", "draft_cost"):
             check(getattr(self, key) >= 0, f"policy.sim.{key}", "must be >= 0")
         check(0 <= self.efficiency <= 1, "policy.sim.efficiency", "must be in [0, 1] (0 = the GPU spec's)")
-        check(0 < self.kv_fraction <= 1, "policy.sim.kv_fraction", "must be in (0, 1]")
         check(self.draft_steps >= 0, "policy.sim.draft_steps", "must be >= 0 (0 = 3)")
         check(
             1 <= self.mean_accepted() <= self.draft_passes() + 1,
@@ -102,7 +101,7 @@ class SimSettings:
             tp=policy.tp,
             efficiency=self.efficiency,
             overhead_s=self.overhead_s,
-            kv_fraction=self.kv_fraction,
+            mem_fraction=policy.mem_fraction_static or MEM_FRACTION,
             draft_steps=self.draft_passes(),
             draft_cost=self.draft_cost if self.decode_method() else 0.0,
         )

@@ -13,14 +13,22 @@ parameters in FLOPs and all of them in bytes. With speculative decoding (EAGLE/M
 decoding sequence runs `verify_tokens` tokens through the target and the draft model adds
 `draft_steps` passes, each `draft_cost` times a plain decode pass of the same batch.
 Tensor parallelism is `gpu.times(tp)` (peak, bandwidth and memory multiply; no
-communication cost). Pure functions, no asyncio.
+communication cost). The KV cache holds what fits next to the weights in `mem_fraction` of
+the memory (hardware/roofline.py, the same memory the knee is capped by). Pure functions,
+no asyncio.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from spex_ray.hardware.roofline import knee_concurrency, pass_bytes, pass_flops
+from spex_ray.hardware.roofline import (
+    MEM_FRACTION,
+    knee_concurrency,
+    kv_capacity_tokens,
+    pass_bytes,
+    pass_flops,
+)
 from spex_ray.hardware.specs import GPUSpec, ModelSpec
 
 
@@ -57,28 +65,22 @@ class TimingModel:
         tp: int = 1,
         efficiency: float = 0.0,
         overhead_s: float = 0.004,
-        kv_fraction: float = 0.85,
+        mem_fraction: float = MEM_FRACTION,
         draft_steps: int = 0,
         draft_cost: float = 0.0,
     ) -> None:
         if overhead_s < 0 or draft_steps < 0 or draft_cost < 0:
             raise ValueError("overhead_s, draft_steps and draft_cost must be >= 0")
-        if not 0 < kv_fraction <= 1:
-            raise ValueError("kv_fraction must be in (0, 1]")
+        if not 0 < mem_fraction <= 1:
+            raise ValueError("mem_fraction must be in (0, 1]")
         gpu = gpu.times(tp)
         self.gpu = replace(gpu, efficiency=efficiency) if efficiency else gpu
         self.model = model
         self.overhead_s = overhead_s
-        self.kv_fraction = kv_fraction
+        self.mem_fraction = mem_fraction
         self.draft_steps = draft_steps
         self.draft_cost = draft_cost
-        free = self.gpu.memory_bytes - model.weight_bytes
-        if free <= 0:
-            raise ValueError(
-                f"{model.name} weights ({model.weight_bytes / 1e9:.1f} GB) do not fit in "
-                f"{self.gpu.name} memory ({self.gpu.memory_bytes / 1e9:.0f} GB); raise the tensor-parallel degree"
-            )
-        self.kv_capacity_tokens = int(free * kv_fraction / model.kv_bytes_per_token)
+        self.kv_capacity_tokens = kv_capacity_tokens(self.gpu, model, mem_fraction)
 
     # -- the roofline ------------------------------------------------------------------------
 
@@ -122,4 +124,4 @@ class TimingModel:
 
     def knee(self, context_tokens: int = 1024) -> int:
         """The roofline knee (hardware/roofline.py) of this GPU and model."""
-        return knee_concurrency(self.gpu, self.model, context_tokens)
+        return knee_concurrency(self.gpu, self.model, context_tokens, self.mem_fraction)
