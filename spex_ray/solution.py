@@ -27,6 +27,12 @@ def query_seed(run_seed: int, problem_id: str) -> int:
     return child_seed(run_seed, f"query:{problem_id}", 0)
 
 
+async def render_prompt(problem: Problem, config: Config, engine: ChatEngineClient) -> str:
+    """The chat prompt of `problem` in the engine's template, asking for steps separated by
+    search.step_delimiter (the string the search splits steps on)."""
+    return await engine.render_chat(build_messages(problem.problem, config.search.step_delimiter))
+
+
 async def solve_problem(
     problem: Problem,
     config: Config,
@@ -47,7 +53,7 @@ async def solve_problem(
         return Solution.failed(problem, problem.error, algorithm=solution.algorithm, seed=seed), []
     started = time.time()
     try:
-        prompt = await engine.render_chat(build_messages(problem.problem))
+        prompt = await render_prompt(problem, config, engine)
         settings = SearchSettings.from_config(config)
         search = QuerySearch(problem.id, problem.problem, prompt, settings, engine, reward, seed, budget)
         outcome = await search.run()
@@ -65,4 +71,4 @@ async def solve_problem(
     return solution, outcome.trace
 
 
-__all__ = ["ChatEngineClient", "Solution", "query_seed", "solve_problem"]
+__all__ = ["ChatEngineClient", "Solution", "query_seed", "render_prompt", "solve_problem"]

@@ -178,6 +178,25 @@ def test_solve_problem_turns_a_bad_problem_and_a_failure_into_error_rows():
     assert solution.algorithm == "mcts" and solution.seed != 0
 
 
+class _PromptRecorder:
+    """Records the chat messages it is asked to render, then fails the search."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def render_chat(self, messages):
+        self.messages = messages
+        raise RuntimeError("stop after the prompt")
+
+
+def test_the_system_prompt_names_the_search_step_delimiter():
+    engine = _PromptRecorder()
+    config = Config()
+    config.search.step_delimiter = "\n"
+    asyncio.run(solve_problem(PROBLEM, config, engine, None))
+    assert "a line break" in engine.messages[0]["content"]
+
+
 def test_a_crashed_actor_call_becomes_the_problems_error_row(monkeypatch):
     def crash(ref):
         raise RuntimeError("actor died: " + "t" * 3000)

@@ -19,8 +19,8 @@ from spex_ray.io import TraceRow
 from spex_ray.rewards.base import Reward
 from spex_ray.sim.cluster import SimRun, as_problems, run_batch, sim_config
 from spex_ray.sim.loop import run_virtual
-from spex_ray.solution import ChatEngineClient, Solution, query_seed
-from spex_ray.tasks import Problem, build_messages
+from spex_ray.solution import ChatEngineClient, Solution, query_seed, render_prompt
+from spex_ray.tasks import Problem
 from spex_ray.tree.expand import Query, StepGenerator
 from spex_ray.tree.node import Node
 from spex_ray.tree.settings import SearchSettings
@@ -57,7 +57,7 @@ async def _replay(
 ) -> tuple[Solution, list[TraceRow]]:
     """Generate exactly the nodes `node_ids`, each as soon as its parent exists."""
     seed = query_seed(config.run.seed, problem.id)
-    prompt = await client.render_chat(build_messages(problem.problem))
+    prompt = await render_prompt(problem, config, client)
     query = Query(problem.id, problem.problem, prompt, seed)
     steps = StepGenerator(query, SearchSettings.from_config(config), client, reward)
     tree = QueryTree()
