@@ -2,7 +2,7 @@
 
     engine.py    SimEngine, the Engine protocol on a modeled GPU (continuous batching,
                  MAIN-before-SPEC admission, prefix cache, abort)
-    settings.py  SimSettings: GPU, model, timing knobs, token-level speculative decoding
+    settings.py  SimSettings (policy.sim): GPU, timing knobs, token-level speculative decoding
     timing.py    the roofline time of one engine iteration (hardware/roofline.py formulas)
     cache.py     the prefix cache over token ids
     workload.py  the seeded synthetic reasoning workload, and the `sim` dataset
