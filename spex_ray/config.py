@@ -230,15 +230,21 @@ class SpexConfig:
 class TaskConfig:
     """Where the problems come from and how rows are read."""
 
-    dataset: str = ""  # gsm8k | math500 | a .jsonl/.parquet path
+    dataset: str = ""  # gsm8k | math500 | aime24 | aime25 | sim | a .jsonl/.parquet path
     problem_field: str = ""  # "" = auto (problem, question)
     answer_field: str = ""  # "" = auto (answer)
     id_field: str = ""  # "" = auto (unique_id, id) else the row index
-    limit: int = 0  # first N problems; 0 = all
+    limit: int | None = None  # first N problems (>= 1); None (unset, null) = all
     offset: int = 0
 
     def validate(self) -> None:
-        check(self.limit >= 0, "task.limit", "must be >= 0")
+        limit_ok = self.limit is None or (isinstance(self.limit, int) and not isinstance(self.limit, bool))
+        check(limit_ok, "task.limit", f"expected an integer or null (all problems), got {self.limit!r}")
+        check(
+            self.limit is None or self.limit >= 1,
+            "task.limit",
+            "must be >= 1 (leave it unset or null for all)",
+        )
         check(self.offset >= 0, "task.offset", "must be >= 0")
 
 

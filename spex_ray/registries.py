@@ -29,5 +29,11 @@ ALGORITHMS = Registry("search algorithm")
 ALGORITHMS.register("rebase", "spex_ray.tree.algorithms.rebase:Rebase")
 ALGORITHMS.register("mcts", "spex_ray.tree.algorithms.mcts:MCTS")
 
-GENERATED = Registry("generated dataset")  # datasets made, not read: name -> rows(limit, offset, seed)
+GENERATED = Registry("generated dataset")  # datasets made, not read: name -> rows(limit | None, offset, seed)
 GENERATED.register("sim", "spex_ray.sim.workload:sim_dataset")
+
+DATASETS = Registry("named dataset")  # read by name: a local copy, else the hub (tasks/catalog.py)
+DATASETS.register("gsm8k", "spex_ray.tasks.catalog:GSM8K")
+DATASETS.register("math500", "spex_ray.tasks.catalog:MATH500")
+DATASETS.register("aime24", "spex_ray.tasks.catalog:AIME24")
+DATASETS.register("aime25", "spex_ray.tasks.catalog:AIME25")

@@ -10,6 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/fake_engine.py
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+_DEV_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the dev machine's GSM8K, MATH-500
+if _DEV_DATA.is_dir():
+    os.environ.setdefault("SPEX_RAY_DATA", str(_DEV_DATA))
 
 
 def pytest_collection_modifyitems(config, items):

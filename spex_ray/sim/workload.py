@@ -256,9 +256,10 @@ def sim_problems(n: int, seed: int = 0, params: WorkloadParams | None = None) ->
 SIM_DATASET_SIZE = 100  # problems of the `sim` dataset when no limit is given
 
 
-def sim_dataset(limit: int, offset: int, seed: int) -> list[dict[str, str]]:
-    """The `sim` dataset (registries.GENERATED): sim problems offset..offset+limit (limit 0: 100)."""
-    return sim_problems(offset + (limit or SIM_DATASET_SIZE), seed=seed)[offset:]
+def sim_dataset(limit: int | None, offset: int, seed: int) -> list[dict[str, str]]:
+    """The `sim` dataset (registries.GENERATED): sim problems offset..offset+limit; it has no
+    end, so limit None (all) gives SIM_DATASET_SIZE problems from offset."""
+    return sim_problems(offset + (SIM_DATASET_SIZE if limit is None else limit), seed=seed)[offset:]
 
 
 # --------------------------------------------------------------------------- steps

@@ -1,31 +1,30 @@
-"""Loading math problems (GSM8K, MATH-500 or any jsonl/parquet file) into :class:`Problem` records.
+"""Loading math problems (a named dataset, a generated one, or any jsonl/parquet file) into
+:class:`Problem` records.
 
-Malformed rows never raise: they become problems with ``error`` set, so a run can report them
-and carry on with the good rows.
+Named datasets (gsm8k, math500, aime24, aime25; :mod:`spex_ray.tasks.catalog`) are read from a
+local copy when one is present, else from the Hugging Face hub (:mod:`spex_ray.tasks.hub`).
+The fields are checked as the dataset loads: a dataset in which no row has a problem field
+fails at once (:class:`DatasetFieldError`, naming the ``task.problem_field`` setting), while
+one malformed row among good ones becomes a problem with ``error`` set, so a run reports it
+and carries on with the good rows.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spex_ray.registries import GENERATED
-
-DATASET_FILES: dict[str, str] = {
-    "gsm8k": "gsm8k_test.jsonl",
-    "math500": "math500.jsonl",
-}
-_ALIASES: dict[str, str] = {"gsm8k_test": "gsm8k", "math-500": "math500", "math_500": "math500"}
+from spex_ray.tasks.catalog import data_dirs, named_dataset
+from spex_ray.tasks.files import BadRow, read_rows
 
 _PROBLEM_FIELDS = ("problem", "question")
 _ANSWER_FIELDS = ("answer",)
 _ID_FIELDS = ("unique_id", "id")
 _META_FIELDS = ("subject", "level")
-_JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
+_FIELDS_SHOWN = 12  # field names an error message lists at most
 
 
 @dataclass
@@ -44,11 +43,8 @@ class Problem:
         return self.error is None
 
 
-@dataclass(frozen=True)
-class _BadRow:
-    """Placeholder for a row that could not even be decoded (e.g. invalid JSON)."""
-
-    message: str
+class DatasetFieldError(ValueError):
+    """No row of a dataset has the field a problem (or an explicitly named field) is read from."""
 
 
 class _RowError(Exception):
@@ -58,31 +54,16 @@ class _RowError(Exception):
 # --------------------------------------------------------------------------- dataset paths
 
 
-def data_dirs() -> list[Path]:
-    """Directories searched for named datasets, in order."""
-    dirs: list[Path] = []
-    env = os.environ.get("SPEX_RAY_DATA")
-    if env:
-        dirs.append(Path(env).expanduser())
-    repo_root = Path(__file__).resolve().parents[2]
-    dirs.append(repo_root.parent / "shared" / "data")
-    cwd = Path.cwd()
-    dirs.append(cwd.parent / "shared" / "data")
-    dirs.append(cwd / "data")
-    return dirs
-
-
 def resolve_dataset(name_or_path: str) -> Path:
-    """Resolve a dataset name ("gsm8k", "math500") or a file path to an existing file.
+    """The local file of a named dataset ("gsm8k", "math500", "aime24", "aime25") or a file path.
 
-    Named datasets are searched in ``$SPEX_RAY_DATA``, ``<repo>/../shared/data``,
-    ``./../shared/data`` and ``./data``. A relative path that does not exist is also looked up
-    in those directories. Raises FileNotFoundError listing every place searched.
+    Named datasets are looked for in ``$SPEX_RAY_DATA`` and ``./data``; a relative path that
+    does not exist is also looked up there. Raises FileNotFoundError listing every place
+    looked at (:func:`load_problems` then reads a named dataset from the hub instead).
     """
-    key = name_or_path.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key in DATASET_FILES:
-        candidates = [d / DATASET_FILES[key] for d in data_dirs()]
+    spec = named_dataset(name_or_path)
+    if spec is not None:
+        candidates = spec.local_candidates()
     else:
         path = Path(name_or_path).expanduser()
         candidates = [path]
@@ -102,7 +83,7 @@ def _dedupe(paths: Iterable[Path]) -> list[Path]:
     return list(seen.values())
 
 
-# --------------------------------------------------------------------------- reading rows
+# --------------------------------------------------------------------------- loading
 
 
 def load_problems(
@@ -110,65 +91,91 @@ def load_problems(
     problem_field: str = "",
     answer_field: str = "",
     id_field: str = "",
-    limit: int = 0,
+    limit: int | None = None,
     offset: int = 0,
     seed: int = 0,
 ) -> list[Problem]:
-    """Load problems from a named dataset (a file one, or a generated one such as ``sim``,
-    which takes ``seed``) or a .jsonl/.json (JSON lines) or .parquet file.
+    """Load problems from a named dataset (a local copy, else the Hugging Face hub), a
+    generated one such as ``sim`` (which takes ``seed``), or a .jsonl/.json/.parquet file.
 
-    ``offset`` rows are skipped, then at most ``limit`` rows are kept (0 = all). Field names
-    default to auto-detection (see :func:`problems_from_items`).
+    ``offset`` rows are skipped, then at most ``limit`` rows are kept (None = all; 0 is
+    rejected). Field names default to auto-detection (see :func:`problems_from_items`).
+    Raises :class:`DatasetFieldError` when no row has the problem field (or an explicitly
+    named field), and ``hub.DatasetUnavailable`` when a named dataset cannot be had.
     """
-    if limit < 0 or offset < 0:
-        raise ValueError(f"limit and offset must be >= 0 (got limit={limit}, offset={offset})")
-    if source in GENERATED:
-        rows = GENERATED.build(source, limit, offset, seed)
-    else:
-        rows = _read_rows(resolve_dataset(source), limit=limit, offset=offset)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, or None for all rows (got {limit})")
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0 (got {offset})")
+    rows = _source_rows(source, limit, offset, seed)
+    check_fields(rows, source, problem_field, answer_field, id_field)
     return problems_from_items(rows, problem_field, answer_field, id_field, start_index=offset)
 
 
-def _read_rows(path: Path, limit: int, offset: int) -> list[Any]:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return _read_parquet(path, limit, offset)
-    if suffix in _JSON_SUFFIXES:
-        return _read_json_lines(path, limit, offset)
-    raise ValueError(f"unsupported dataset format {path.suffix!r} for {path} (use .jsonl, .json or .parquet)")
+def _source_rows(source: str, limit: int | None, offset: int, seed: int) -> list[Any]:
+    if source in GENERATED:
+        return GENERATED.build(source, limit, offset, seed)
+    spec = named_dataset(source)
+    if spec is None:
+        return read_rows(resolve_dataset(source), limit, offset)
+    local = spec.local_file()
+    if local is not None:
+        return read_rows(local, limit, offset)
+    from spex_ray.tasks.hub import load_hub_rows
+
+    return load_hub_rows(spec, limit, offset)
 
 
-def _read_parquet(path: Path, limit: int, offset: int) -> list[Any]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    length = limit if limit else None
-    return table.slice(offset, length).to_pylist()
+# --------------------------------------------------------------------------- field check
 
 
-def _read_json_lines(path: Path, limit: int, offset: int) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        rows = _read_json_array(text)
-        return rows[offset : offset + limit] if limit else rows[offset:]
-    numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    selected = numbered[offset : offset + limit] if limit else numbered[offset:]
-    return [_decode_line(line, line_no) for line_no, line in selected]
+def check_fields(
+    rows: list[Any], source: str, problem_field: str = "", answer_field: str = "", id_field: str = ""
+) -> None:
+    """Raise :class:`DatasetFieldError` when the fields a problem is read from are in no row.
+
+    Only dict rows count (string rows are problems themselves; undecodable rows fail alone).
+    The message lists the fields the rows do have and the ``task.*_field`` setting to use.
+    """
+    records = [row for row in rows if isinstance(row, dict)]
+    if not records:
+        return
+    wanted = [("problem_field", problem_field, (problem_field,) if problem_field else _PROBLEM_FIELDS)]
+    wanted += [
+        (key, name, (name,)) for key, name in (("answer_field", answer_field), ("id_field", id_field)) if name
+    ]
+    for key, explicit, names in wanted:
+        if not any(name in row for row in records for name in names):
+            raise DatasetFieldError(_missing_field_message(source, records, key, explicit, names))
 
 
-def _read_json_array(text: str) -> list[Any]:
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [_BadRow(f"invalid JSON array file: {exc}")]
-    return rows if isinstance(rows, list) else [_BadRow("JSON file is not a list of rows")]
+def _missing_field_message(
+    source: str, records: list[dict], key: str, explicit: str, names: tuple[str, ...]
+) -> str:
+    present = _field_names(records)
+    shown = ", ".join(present[:_FIELDS_SHOWN]) + (", ..." if len(present) > _FIELDS_SHOWN else "")
+    looked = f"the field {explicit!r} named by task.{key}" if explicit else " or ".join(map(repr, names))
+    example = _text_field(records[0]) if key == "problem_field" else None
+    setting = f"--set task.{key}={example or '<field>'}"
+    answer_hint = ""
+    if key == "problem_field" and not any(name in row for row in records for name in _ANSWER_FIELDS):
+        answer_hint = " (and --set task.answer_field=<field> for the gold answer)"
+    return (
+        f"dataset {source!r}: no row has {looked}; its rows have the fields {shown or '(none)'}; "
+        f"name the field to read with {setting}{answer_hint}"
+    )
 
 
-def _decode_line(line: str, line_no: int) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        return _BadRow(f"invalid JSON on line {line_no}: {exc.msg} at column {exc.colno}")
+def _field_names(records: list[dict]) -> list[str]:
+    names: dict[str, None] = {}
+    for row in records:
+        names.update(dict.fromkeys(str(key) for key in row))
+    return list(names)
+
+
+def _text_field(row: dict) -> str | None:
+    """The first field of `row` holding non-empty text: the likely problem field."""
+    return next((str(k) for k, v in row.items() if isinstance(v, str) and v.strip()), None)
 
 
 # --------------------------------------------------------------------------- rows -> problems
@@ -207,7 +214,7 @@ def problems_from_items(
 def _problem_from_item(
     item: Any, index: int, problem_field: str, answer_field: str, id_field: str
 ) -> Problem:
-    if isinstance(item, _BadRow):
+    if isinstance(item, BadRow):
         raise _RowError(item.message)
     if isinstance(item, str):
         if not item.strip():
