@@ -289,7 +289,10 @@ def test_resolve_dataset_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     missing = tmp_path / "absent.jsonl"
     with pytest.raises(FileNotFoundError) as info:
         resolve_dataset(str(missing))
-    assert str(missing) in str(info.value)
+    assert str(info.value) == (
+        f"dataset {str(missing)!r} not found (looked for {missing}); "
+        "named datasets: aime24, aime25, gsm8k, math500, sim"
+    )
     with pytest.raises(FileNotFoundError) as info:
         resolve_dataset("/definitely/not/here.jsonl")
     assert "/definitely/not/here.jsonl" in str(info.value)
@@ -391,6 +394,12 @@ def test_field_check_names_the_setting_for_unknown_fields(tmp_path: Path) -> Non
         load_problems(str(path), problem_field="text", answer_field="answer")
     with pytest.raises(DatasetFieldError, match="the field 'prompt' named by task.problem_field"):
         load_problems(str(path), problem_field="prompt")
+    other = _write_jsonl(tmp_path / "ids.jsonl", [{"id": "a1", "answer": "3", "body": "What is 1 + 2?"}])
+    with pytest.raises(
+        DatasetFieldError,
+        match=r"fields id, answer, body; name the field to read with --set task.problem_field=body$",
+    ):
+        load_problems(str(other))
 
 
 def test_field_check_keeps_one_bad_row_to_itself(tmp_path: Path) -> None:

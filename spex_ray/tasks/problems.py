@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spex_ray.registries import GENERATED
-from spex_ray.tasks.catalog import data_dirs, named_dataset
+from spex_ray.tasks.catalog import data_dirs, dataset_names, named_dataset
 from spex_ray.tasks.files import BadRow, read_rows
 
 _PROBLEM_FIELDS = ("problem", "question")
@@ -72,8 +72,11 @@ def resolve_dataset(name_or_path: str) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    searched = "\n  ".join(str(c) for c in _dedupe(candidates))
-    raise FileNotFoundError(f"dataset {name_or_path!r} not found; searched:\n  {searched}")
+    looked = ", ".join(str(c) for c in _dedupe(candidates))
+    names = ", ".join(sorted([*dataset_names(), *GENERATED.names()]))
+    raise FileNotFoundError(
+        f"dataset {name_or_path!r} not found (looked for {looked}); named datasets: {names}"
+    )
 
 
 def _dedupe(paths: Iterable[Path]) -> list[Path]:
@@ -174,8 +177,9 @@ def _field_names(records: list[dict]) -> list[str]:
 
 
 def _text_field(row: dict) -> str | None:
-    """The first field of `row` holding non-empty text: the likely problem field."""
-    return next((str(k) for k, v in row.items() if isinstance(v, str) and v.strip()), None)
+    """The first field of `row` holding non-empty text, ids and answers aside: the likely problem."""
+    skip = (*_ID_FIELDS, *_ANSWER_FIELDS)
+    return next((str(k) for k, v in row.items() if k not in skip and isinstance(v, str) and v.strip()), None)
 
 
 # --------------------------------------------------------------------------- rows -> problems
