@@ -46,8 +46,14 @@ log = logging.getLogger(__name__)
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in the entrypoint of a submitted job
 
 
-class ClusterAuthError(ValueError):
-    """The Ray cluster asks for token authentication this process cannot give."""
+class ClusterConnectError(ConnectionError):
+    """This process cannot join the Ray cluster; the message says what to set."""
+
+
+_TOKEN_HINT = (
+    "give the cluster's token as ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH=<file> or "
+    "RAY_AUTH_TOKEN=<token> (`ray get-auth-token` on the head prints it)"
+)
 
 
 @dataclass
@@ -170,19 +176,23 @@ def _in_submitted_job() -> bool:
 def _ensure_ray(address: str) -> None:
     """Join the cluster in `address` or RAY_ADDRESS (e.g. under `ray job submit`), else start one.
 
-    A cluster that wants token authentication when this process has none is a ClusterAuthError
-    that says what to set.
+    A cluster this process cannot join is a ClusterConnectError saying what to set when the
+    cause may be token authentication (Ray 2.60's default for a cluster that has a token).
     """
     if ray.is_initialized():
         return
+    where = address or os.environ.get("RAY_ADDRESS", "")
     try:
         ray.init(address=address or None, log_to_driver=False)
     except AuthenticationError as exc:
-        raise ClusterAuthError(
-            f"the Ray cluster at {address or os.environ.get('RAY_ADDRESS', 'auto')} refused this "
-            f"client ({exc.message}): set RAY_AUTH_MODE=token and give the cluster's token as "
-            "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH=<file> or RAY_AUTH_TOKEN=<token> "
-            "(`ray get-auth-token` on the head prints it)"
+        raise ClusterConnectError(
+            f"the Ray cluster at {where} refused this client ({exc.message}): {_TOKEN_HINT}"
+        ) from None
+    except ConnectionError as exc:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" or not where:
+            raise
+        raise ClusterConnectError(
+            f"{exc}; if that cluster uses token authentication, set RAY_AUTH_MODE=token and {_TOKEN_HINT}"
         ) from None
 
 
