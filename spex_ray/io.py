@@ -180,12 +180,16 @@ class RunWriter:
     ) -> None:
         self.location = OutputLocation(output)
         self.dir = self.location.dir
-        self._lock = RunLock(self.location)
+        try:
+            self._lock = RunLock(self.location)
+        except BaseException:
+            self.location.cleanup(keep_unsynced=False)
+            raise
         try:
             self._open(resume, dict(identity or {}))
         except BaseException:
             self._lock.release()
-            self.location.cleanup()
+            self.location.cleanup(keep_unsynced=False)  # nothing of this run in it yet
             raise
 
     def _open(self, resume: bool, identity: dict[str, Any]) -> None:
@@ -201,6 +205,7 @@ class RunWriter:
         traces = [t for t in _read_journal(self.dir / TRACE_JOURNAL) if t.get("query") in done]
         _rewrite_journal(self.dir / RESULTS_JOURNAL, self._rows)
         _rewrite_journal(self.dir / TRACE_JOURNAL, traces)
+        self.location.sync()  # a URI that cannot be written fails now, before any work
         self._results = open(self.dir / RESULTS_JOURNAL, "a")  # noqa: SIM115 - held for the run
         self._trace = open(self.dir / TRACE_JOURNAL, "a")  # noqa: SIM115
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import IO
 
 import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_S = 30.0
 LOCK_FILE = ".lock"
@@ -51,6 +54,7 @@ class OutputLocation:
             self.dir = Path(output)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._synced = 0.0
+        self._failed = False  # the last forced copy to the URI failed: keep the staging files
 
     @property
     def path(self) -> Path | str:
@@ -68,21 +72,37 @@ class OutputLocation:
                     shutil.copyfileobj(src, dst)
 
     def sync(self, force: bool = True) -> None:
-        """Copy every file of the staging directory to the URI (unless `force` is False and
-        the last copy is under SYNC_INTERVAL_S old); nothing to do for a local output."""
+        """Copy every file of the staging directory to the URI (nothing to do for a local
+        output). Forced: a failure is an OutputError naming where the files are kept.
+        Unforced (after each row): only when the last copy is SYNC_INTERVAL_S old, and a
+        failure is a warning (the next copy tries again)."""
         if self.remote is None or (not force and time.monotonic() - self._synced < SYNC_INTERVAL_S):
             return
+        try:
+            self._copy_up()
+        except OSError as exc:
+            self._synced = time.monotonic()
+            message = f"could not copy the run to {self.name} ({exc}); its files are in {self.dir}"
+            if force:
+                self._failed = True
+                raise OutputError(message) from exc
+            log.warning("%s", message)
+        else:
+            self._synced = time.monotonic()
+            self._failed = False
+
+    def _copy_up(self) -> None:
         fs, base = self.remote
         fs.create_dir(base, recursive=True)
         for path in sorted(self.dir.iterdir()):
             if path.is_file() and path.name != LOCK_FILE:
                 with open(path, "rb") as src, fs.open_output_stream(f"{base}/{path.name}") as dst:
                     shutil.copyfileobj(src, dst)
-        self._synced = time.monotonic()
 
-    def cleanup(self) -> None:
-        """Remove the staging directory of a URI output (after its last sync)."""
-        if self.remote is not None:
+    def cleanup(self, keep_unsynced: bool = True) -> None:
+        """Remove the staging directory of a URI output, unless its last copy failed and
+        `keep_unsynced` (then it holds the only copy of the run's rows)."""
+        if self.remote is not None and not (self._failed and keep_unsynced):
             shutil.rmtree(self.dir, ignore_errors=True)
 
 

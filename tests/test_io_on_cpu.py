@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from spex_ray.api import RunResult, _collect
+from spex_ray.api import ClusterConnectError, RunResult, _collect, _ensure_ray, _output
 from spex_ray.config import Config
 from spex_ray.io import (
     RESULT_COLUMNS,
@@ -198,9 +198,51 @@ def test_a_file_uri_output_is_staged_synced_and_resumed(tmp_path):
     resumed.close()
 
 
+def test_a_uri_output_gets_the_journals_while_rows_arrive(tmp_path, monkeypatch):
+    monkeypatch.setattr("spex_ray.outputs.SYNC_INTERVAL_S", 0.0)
+    writer = RunWriter(f"file://{tmp_path}/run", identity=IDENTITY)
+    writer.write(solved(problem("a")), [request("a")])
+    journal = (tmp_path / "run" / "results.jsonl").read_text().splitlines()  # before finalize: a crash
+    assert [json.loads(line)["id"] for line in journal] == ["a"]
+    writer.close()
+
+
 def test_a_uri_pyarrow_cannot_open_is_a_clear_error():
     with pytest.raises(OutputError, match=r"run.output 'nosuch://bucket/x'"):
         RunWriter("nosuch://bucket/x")
+
+
+def test_under_a_submitted_job_a_relative_output_is_refused(monkeypatch, tmp_path):
+    batch = [problem("a")]
+    assert _output(Config.load(None), IDENTITY, batch) == default_output(IDENTITY, batch)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    for relative in ("", "runs/x"):
+        with pytest.raises(OutputError, match="under `ray job submit`.*absolute path.*s3://"):
+            _output(Config.load(None, [f"run.output={relative}"]), IDENTITY, batch)
+    for kept in (str(tmp_path), "gs://bucket/run"):
+        assert _output(Config.load(None, [f"run.output={kept}"]), IDENTITY, batch) == kept
+
+
+def test_a_cluster_that_refuses_the_client_says_what_to_set(monkeypatch):
+    def refuse(**_):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")
+
+    monkeypatch.setattr("spex_ray.api.ray.init", refuse)
+    monkeypatch.setattr("spex_ray.api.ray.is_initialized", lambda: False)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(ClusterConnectError, match=r"10.0.0.1:6379; .*set RAY_AUTH_MODE=token.*auth_token"):
+        _ensure_ray("10.0.0.1:6379")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # then the cause is elsewhere: Ray's own error
+    with pytest.raises(ConnectionError, match=r"^Failed to connect"):
+        _ensure_ray("10.0.0.1:6379")
+
+
+def test_an_unwritable_uri_fails_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(
+        OutputError, match=r"could not copy the run to file://.*/file/run \(.*\); its files are in "
+    ):
+        RunWriter(f"file://{tmp_path}/file/run")
 
 
 # ----------------------------------------------------------------------------- the schemas
