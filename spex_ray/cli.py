@@ -66,7 +66,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. search.width=8"
     )
     parser.add_argument("--output", help="output directory (run.output)")
-    parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over: remove the output's earlier rows (by default rows of the same problems and search config are reused)",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

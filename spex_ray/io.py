@@ -196,8 +196,7 @@ class RunWriter:
         if resume:
             self.location.fetch(OUTPUT_FILES)
         else:
-            for name in OUTPUT_FILES:
-                (self.dir / name).unlink(missing_ok=True)
+            self.location.remove(OUTPUT_FILES)
         self._rows = _drop_failed(_read_journal(self.dir / RESULTS_JOURNAL))
         _check_identity(self.location.name, self.dir / MANIFEST_FILE, identity, has_rows=bool(self._rows))
         _write_json(self.dir / MANIFEST_FILE, {"identity": identity})

@@ -71,6 +71,16 @@ class OutputLocation:
                 with fs.open_input_stream(f"{base}/{name}") as src, open(self.dir / name, "wb") as dst:
                     shutil.copyfileobj(src, dst)
 
+    def remove(self, names: tuple[str, ...]) -> None:
+        """Delete the named files of the output (at the URI too) where they exist."""
+        for name in names:
+            (self.dir / name).unlink(missing_ok=True)
+        if self.remote is not None:
+            fs, base = self.remote
+            for name in names:
+                if fs.get_file_info(f"{base}/{name}").type == pafs.FileType.File:
+                    fs.delete_file(f"{base}/{name}")
+
     def sync(self, force: bool = True) -> None:
         """Copy every file of the staging directory to the URI (nothing to do for a local
         output). Forced: a failure is an OutputError naming where the files are kept.

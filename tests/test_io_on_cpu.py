@@ -196,6 +196,9 @@ def test_a_file_uri_output_is_staged_synced_and_resumed(tmp_path):
     with pytest.raises(OutputError, match="another run is writing to file://"):
         RunWriter(uri, identity=IDENTITY)
     resumed.close()
+    fresh = RunWriter(uri, resume=False, identity=IDENTITY)  # starting over clears the URI too
+    assert fresh.done_ids() == set() and not (tmp_path / "cloud/run/results.parquet").exists()
+    fresh.close()
 
 
 def test_a_uri_output_gets_the_journals_while_rows_arrive(tmp_path, monkeypatch):

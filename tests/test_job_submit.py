@@ -143,7 +143,7 @@ def test_the_readme_job_command_runs_verbatim_with_token_auth(ray_head, tmp_path
     rows = read_results(f"{runs}/sim-h100")
     assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
 
-    relative = line.replace("$RUNS/sim-h100", "runs/sim-h100")
+    relative = line.replace("${RUNS:?}/sim-h100", "runs/sim-h100")
     proc = submit(relative, {**env, "RAY_ADDRESS": url})
     assert proc.returncode != 0
     assert "run.output 'runs/sim-h100' is relative" in proc.stdout + proc.stderr
