@@ -9,6 +9,7 @@ returns the Solutions.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import AuthenticationError
 
 from spex_ray.actors.engine import EngineActor
 from spex_ray.actors.pool import policy_resources, remove_groups, start_actors
@@ -32,33 +34,57 @@ from spex_ray.io import (
     Solution,
     TraceRow,
     exception_message,
+    output_file,
 )
+from spex_ray.outputs import OutputError, is_uri
 from spex_ray.progress import Progress
+from spex_ray.resume import default_output, search_identity
 from spex_ray.tasks import Problem, load_problems, problems_from_items
 
 log = logging.getLogger(__name__)
 
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in the entrypoint of a submitted job
+
+
+class ClusterConnectError(ConnectionError):
+    """This process cannot join the Ray cluster; the message says what to set."""
+
+
+_TOKEN_HINT = (
+    "give the cluster's token as ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH=<file> or "
+    "RAY_AUTH_TOKEN=<token> (`ray get-auth-token` on the head prints it)"
+)
+
 
 @dataclass
 class RunResult(BatchResult):
-    """The solutions of a batch run on Ray (input order) and where its files are."""
+    """The solutions of a batch run on Ray (input order) and where its files are.
 
-    output_dir: Path
+    `reused` of the solutions were resumed from the output, not solved by this run; the
+    throughput counts only the others.
+    """
+
+    output_dir: Path | str  # a local directory, or the URI the files were copied to
     elapsed_s: float  # wall seconds of solve(), starting Ray and the actors included
     engine_stats: list[dict[str, Any]] = field(default_factory=list)
     allocator_stats: dict[str, Any] = field(default_factory=dict)  # BudgetAllocator.snapshot()
+    reused: int = 0
 
     @property
     def duration_s(self) -> float:
         return self.elapsed_s
 
     @property
-    def results_path(self) -> Path:
-        return self.output_dir / RESULTS_FILE
+    def solved_count(self) -> int:
+        return len(self.solutions) - self.reused
 
     @property
-    def trace_path(self) -> Path:
-        return self.output_dir / TRACE_FILE
+    def results_path(self) -> Path | str:
+        return output_file(self.output_dir, RESULTS_FILE)
+
+    @property
+    def trace_path(self) -> Path | str:
+        return output_file(self.output_dir, TRACE_FILE)
 
 
 def solve(
@@ -73,19 +99,24 @@ def solve(
     """
     config = _load_config(config, overrides)
     batch = _problems(problems, config)
-    writer = RunWriter(config.run.output, resume=config.run.resume)
-    (writer.dir / CONFIG_FILE).write_text(_config_yaml(config))
-    todo = [p for p in batch if p.id not in writer.done_ids()]
+    identity = search_identity(config)
+    writer = RunWriter(_output(config, identity, batch), resume=config.run.resume, identity=identity)
     started = time.time()
     try:
-        _ensure_ray(config.run.ray_address)
-        stats, allocator_stats = _run_batch(todo, config, writer, already_done=len(batch) - len(todo))
+        reused = writer.reusable_ids(batch)
+        writer.write_text(CONFIG_FILE, _config_yaml(config))
+        todo = [p for p in batch if p.id not in reused]
+        stats, allocator_stats = [], {}
+        if todo:  # a batch resumed whole needs no Ray
+            _ensure_ray(config.run.ray_address)
+            stats, allocator_stats = _run_batch(todo, config, writer, already_done=len(reused))
     finally:
         writer.finalize()
         writer.close()
     finished = {solution.id: solution for solution in writer.solutions()}
     solutions = [finished[p.id] for p in batch if p.id in finished]
-    return RunResult(solutions, writer.dir, time.time() - started, stats, allocator_stats)
+    elapsed = time.time() - started
+    return RunResult(solutions, writer.output, elapsed, stats, allocator_stats, reused=len(reused))
 
 
 def _load_config(config: Config | str | Path | None, overrides: Sequence[str]) -> Config:
@@ -122,10 +153,47 @@ def _config_yaml(config: Config) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
+def _output(config: Config, identity: dict[str, Any], batch: list[Problem]) -> str:
+    """run.output, or the default directory of this batch and search identity; a relative
+    path is refused under `ray job submit` (it would land in the job's temporary working
+    directory, removed with the job)."""
+    output = config.run.output
+    if _in_submitted_job() and not is_uri(output) and not Path(output).is_absolute():
+        given = f"run.output {output!r} is relative" if output else "run.output is not set"
+        raise OutputError(
+            f"{given}: under `ray job submit` it would land in the job's temporary working "
+            "directory; give --output an absolute path (on the head node or a shared "
+            "filesystem) or a URI (s3://..., gs://...)"
+        )
+    return output or default_output(identity, batch)
+
+
+def _in_submitted_job() -> bool:
+    """Whether this driver runs as the entrypoint of a `ray job submit` job."""
+    return JOB_CONFIG_ENV in os.environ
+
+
 def _ensure_ray(address: str) -> None:
-    """Join the cluster in `address` or RAY_ADDRESS (e.g. under `ray job submit`), else start one."""
-    if not ray.is_initialized():
+    """Join the cluster in `address` or RAY_ADDRESS (e.g. under `ray job submit`), else start one.
+
+    A cluster this process cannot join is a ClusterConnectError saying what to set when the
+    cause may be token authentication (Ray 2.60's default for a cluster that has a token).
+    """
+    if ray.is_initialized():
+        return
+    where = address or os.environ.get("RAY_ADDRESS", "")
+    try:
         ray.init(address=address or None, log_to_driver=False)
+    except AuthenticationError as exc:
+        raise ClusterConnectError(
+            f"the Ray cluster at {where} refused this client ({exc.message}): {_TOKEN_HINT}"
+        ) from None
+    except ConnectionError as exc:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" or not where:
+            raise
+        raise ClusterConnectError(
+            f"{exc}; if that cluster uses token authentication, set RAY_AUTH_MODE=token and {_TOKEN_HINT}"
+        ) from None
 
 
 def _run_batch(

@@ -20,8 +20,14 @@ class BatchResult(ABC):
         """The seconds the batch took, the span questions_per_minute is over."""
 
     @property
+    def solved_count(self) -> int:
+        """How many of the solutions this run computed (a resumed run reuses the others)."""
+        return len(self.solutions)
+
+    @property
     def questions_per_minute(self) -> float:
-        return 60.0 * len(self.solutions) / self.duration_s if self.duration_s > 0 else 0.0
+        """Problems solved in this run per minute of duration_s (reused rows do not count)."""
+        return 60.0 * self.solved_count / self.duration_s if self.duration_s > 0 else 0.0
 
     @property
     def accuracy(self) -> float | None:

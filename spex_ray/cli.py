@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, ConnectionError) as exc:
         print(f"spex-ray: error: {exc}", file=sys.stderr)
         return 2
 
@@ -66,7 +66,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. search.width=8"
     )
     parser.add_argument("--output", help="output directory (run.output)")
-    parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over: remove the output's earlier rows (by default rows of the same problems and search config are reused)",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

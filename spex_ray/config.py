@@ -254,7 +254,7 @@ class RunConfig:
 
     concurrency: int = 4  # queries in flight at once
     seed: int = 0
-    output: str = "runs/latest"
+    output: str = ""  # a directory or a URI (s3://, gs://); "" = runs/<hash of problems + search>
     resume: bool = True
     ray_address: str = ""  # "" = join RAY_ADDRESS if set, else start a local Ray
     tree_actors: int = 1

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from spex_ray.outputs import OutputError, OutputLocation, RunLock, is_uri
 from spex_ray.tasks import Problem
 
 RESULTS_JOURNAL = "results.jsonl"
@@ -22,6 +24,8 @@ TRACE_JOURNAL = "trace.jsonl"
 RESULTS_FILE = "results.parquet"
 TRACE_FILE = "trace.parquet"
 CONFIG_FILE = "config.yaml"
+MANIFEST_FILE = "run.json"  # the search identity the rows were solved with
+OUTPUT_FILES = (RESULTS_JOURNAL, TRACE_JOURNAL, RESULTS_FILE, TRACE_FILE, MANIFEST_FILE, CONFIG_FILE)
 ERROR_TAIL_CHARS = 2000  # of a traceback (or a remote error's message) an error row keeps
 
 
@@ -162,41 +166,96 @@ def exception_message(exc: BaseException, tail: int | None = None) -> str:
 class RunWriter:
     """Appends finished rows durably and rewrites the Parquet files from the journals.
 
-    With `resume`, rows already journaled with status "ok" are kept and their problem ids
-    reported by `done_ids()` so the caller skips them; failed rows are retried.
+    `output` is a directory or a URI (outputs.py: how a URI is staged and synced). The
+    writer holds the output's lock until `close()`: a second run into it fails at once.
+    `identity` is the search identity of the run (resume.search_identity), kept in the
+    output's run.json. With `resume`, rows already journaled with status "ok" are kept when
+    the stored identity is this run's (else OutputError: another config wrote them) and
+    `reusable_ids(problems)` says which problems they answer; failed rows are retried.
+    Without `resume` the output's journals and Parquet files are removed first.
     """
 
-    def __init__(self, output_dir: str | Path, resume: bool = True) -> None:
-        self.dir = Path(output_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            for name in (RESULTS_JOURNAL, TRACE_JOURNAL, RESULTS_FILE, TRACE_FILE):
-                (self.dir / name).unlink(missing_ok=True)
+    def __init__(
+        self, output: str | Path, resume: bool = True, identity: Mapping[str, Any] | None = None
+    ) -> None:
+        self.location = OutputLocation(output)
+        self.dir = self.location.dir
+        try:
+            self._lock = RunLock(self.location)
+        except BaseException:
+            self.location.cleanup(keep_unsynced=False)
+            raise
+        try:
+            self._open(resume, dict(identity or {}))
+        except BaseException:
+            self._lock.release()
+            self.location.cleanup(keep_unsynced=False)  # nothing of this run in it yet
+            raise
+
+    def _open(self, resume: bool, identity: dict[str, Any]) -> None:
+        if resume:
+            self.location.fetch(OUTPUT_FILES)
+        else:
+            self.location.remove(OUTPUT_FILES)
         self._rows = _drop_failed(_read_journal(self.dir / RESULTS_JOURNAL))
+        _check_identity(self.location.name, self.dir / MANIFEST_FILE, identity, has_rows=bool(self._rows))
+        _write_json(self.dir / MANIFEST_FILE, {"identity": identity})
         done = {row["id"] for row in self._rows}
         traces = [t for t in _read_journal(self.dir / TRACE_JOURNAL) if t.get("query") in done]
         _rewrite_journal(self.dir / RESULTS_JOURNAL, self._rows)
         _rewrite_journal(self.dir / TRACE_JOURNAL, traces)
+        self.location.sync()  # a URI that cannot be written fails now, before any work
         self._results = open(self.dir / RESULTS_JOURNAL, "a")  # noqa: SIM115 - held for the run
         self._trace = open(self.dir / TRACE_JOURNAL, "a")  # noqa: SIM115
 
     @property
-    def results_path(self) -> Path:
-        return self.dir / RESULTS_FILE
+    def output(self) -> Path | str:
+        """Where the run's files end up: the local directory, or the URI."""
+        return self.location.path
 
     @property
-    def trace_path(self) -> Path:
-        return self.dir / TRACE_FILE
+    def results_path(self) -> Path | str:
+        return output_file(self.output, RESULTS_FILE)
+
+    @property
+    def trace_path(self) -> Path | str:
+        return output_file(self.output, TRACE_FILE)
 
     def done_ids(self) -> set[str]:
         return {row["id"] for row in self._rows}
+
+    def reusable_ids(self, problems: Sequence[Problem]) -> set[str]:
+        """The ids of `problems` answered by a kept row solved for the same text and gold.
+
+        A kept row with a problem's id but another text or gold is an OutputError: its answer
+        belongs to another problem, and the batch must not mix with it.
+        """
+        rows = {row["id"]: row for row in self._rows}
+        reusable = set()
+        for problem in problems:
+            row = rows.get(problem.id)
+            if row is None:
+                continue
+            if (row.get("problem"), row.get("gold")) != (problem.problem, problem.gold):
+                raise OutputError(
+                    f"{self.location.name} holds problem id {problem.id!r} solved for another "
+                    f"problem ({_short(row.get('problem'))}, gold {row.get('gold')!r}); "
+                    "give a new --output or --no-resume"
+                )
+            reusable.add(problem.id)
+        return reusable
 
     def solutions(self) -> list[Solution]:
         """The rows journaled so far (kept from before a resume, then written), in order."""
         return [Solution.from_row(row) for row in self._rows]
 
+    def write_text(self, name: str, text: str) -> None:
+        """Write a small file of the run (e.g. config.yaml) into the output."""
+        (self.dir / name).write_text(text)
+
     def write(self, solution: Solution, trace: Sequence[TraceRow]) -> None:
-        """Journal one finished problem and its requests; durable when this returns."""
+        """Journal one finished problem and its requests; durable when this returns (for a
+        URI output: at the URI within SYNC_INTERVAL_S)."""
         for record in trace:
             self._trace.write(_json_line(record.to_dict()))
         _flush(self._trace)
@@ -204,25 +263,80 @@ class RunWriter:
         self._results.write(_json_line(row))
         _flush(self._results)
         self._rows.append(row)
+        self.location.sync(force=False)
 
     def finalize(self) -> None:
-        """Write results.parquet and trace.parquet from the journals."""
-        _write_parquet(self.results_path, _read_journal(self.dir / RESULTS_JOURNAL))
-        _write_parquet(self.trace_path, _read_journal(self.dir / TRACE_JOURNAL))
+        """Write results.parquet and trace.parquet from the journals (and copy every file to
+        a URI output)."""
+        _write_parquet(self.dir / RESULTS_FILE, _read_journal(self.dir / RESULTS_JOURNAL))
+        _write_parquet(self.dir / TRACE_FILE, _read_journal(self.dir / TRACE_JOURNAL))
+        self.location.sync()
 
     def close(self) -> None:
+        """Close the journals, release the lock, remove a URI output's staging directory."""
         self._results.close()
         self._trace.close()
+        self._lock.release()
+        self.location.cleanup()
+
+
+def output_file(output: str | Path, name: str) -> Path | str:
+    """The path (or URI) of the file `name` of an output directory (or URI)."""
+    return f"{str(output).rstrip('/')}/{name}" if is_uri(output) else Path(output) / name
 
 
 def read_results(output_dir: str | Path) -> list[dict[str, Any]]:
-    """Rows of a finished run's results.parquet."""
-    return pq.read_table(Path(output_dir) / RESULTS_FILE).to_pylist()
+    """Rows of a finished run's results.parquet (a directory or a URI)."""
+    return _read_parquet(output_dir, RESULTS_FILE).to_pylist()
 
 
 def read_trace(output_dir: str | Path) -> list[TraceRow]:
-    """Requests of a finished run's trace.parquet."""
-    return [TraceRow.from_dict(row) for row in pq.read_table(Path(output_dir) / TRACE_FILE).to_pylist()]
+    """Requests of a finished run's trace.parquet (a directory or a URI)."""
+    return [TraceRow.from_dict(row) for row in _read_parquet(output_dir, TRACE_FILE).to_pylist()]
+
+
+def _read_parquet(output_dir: str | Path, name: str) -> pa.Table:
+    if not is_uri(output_dir):
+        return pq.read_table(Path(output_dir) / name)
+    fs, base = pafs.FileSystem.from_uri(str(output_dir))
+    return pq.read_table(f"{base}/{name}", filesystem=fs)
+
+
+def _check_identity(output: str, manifest: Path, identity: dict[str, Any], has_rows: bool) -> None:
+    """Refuse to resume rows another search config wrote (or rows of unknown config)."""
+    if not has_rows:
+        return
+    if not manifest.exists():
+        raise OutputError(
+            f"{output} holds results with no record of their config (an older spex-ray); "
+            "give a new --output or --no-resume"
+        )
+    stored = json.loads(manifest.read_text()).get("identity", {})
+    if stored != identity:
+        raise OutputError(
+            f"{output} holds results of another config ({_identity_changes(stored, identity)}); "
+            "give a new --output or --no-resume"
+        )
+
+
+def _identity_changes(before: Mapping[str, Any], after: Mapping[str, Any], shown: int = 4) -> str:
+    """`key: old -> new` for the first `shown` keys that differ, e.g. for an error message."""
+    keys = sorted(set(before) | set(after))
+    changed = [k for k in keys if before.get(k) != after.get(k)]
+    parts = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed[:shown]]
+    more = f" and {len(changed) - shown} more" if len(changed) > shown else ""
+    return "; ".join(parts) + more
+
+
+def _short(text: Any, chars: int = 40) -> str:
+    text = str(text)
+    return repr(text if len(text) <= chars else text[: chars - 3] + "...")
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
 
 
 def _json_line(row: Mapping[str, Any]) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from spex_ray.api import RunResult, _collect
+from spex_ray.api import ClusterConnectError, RunResult, _collect, _ensure_ray, _output
 from spex_ray.config import Config
 from spex_ray.io import (
     RESULT_COLUMNS,
@@ -24,6 +25,8 @@ from spex_ray.io import (
     read_results,
     read_trace,
 )
+from spex_ray.outputs import OutputError
+from spex_ray.resume import default_output, search_identity
 from spex_ray.sim.calibrate import TRACE_COLUMNS_READ
 from spex_ray.sim.cluster import SimRun
 from spex_ray.solution import solve_problem
@@ -89,6 +92,160 @@ def test_no_resume_starts_over(tmp_path):
     fresh = RunWriter(tmp_path, resume=False)
     assert fresh.done_ids() == set()
     fresh.close()
+
+
+# ----------------------------------------------------------------------------- resume, lock, URIs
+
+
+IDENTITY = search_identity(Config.load(None))
+
+
+def problem(pid: str, text: str | None = None, gold: str | None = "1") -> Problem:
+    return Problem(id=pid, problem=text or f"problem {pid}", gold=gold)
+
+
+def solved(p: Problem) -> Solution:
+    return Solution(id=p.id, problem=p.problem, gold=p.gold, answer="1")
+
+
+def test_a_row_is_reused_only_for_the_same_problem_text_gold_and_search(tmp_path):
+    writer = RunWriter(tmp_path, identity=IDENTITY)
+    writer.write(solved(problem("a")), [])
+    writer.write(solved(problem("b")), [])
+    writer.close()
+    resumed = RunWriter(tmp_path, identity=IDENTITY)
+    assert resumed.reusable_ids([problem("a"), problem("c")]) == {"a"}
+    with pytest.raises(OutputError, match=r"problem id 'a' solved for another problem .*--no-resume"):
+        resumed.reusable_ids([problem("a", "What is 17 * 23?")])
+    with pytest.raises(OutputError, match="problem id 'b'"):
+        resumed.reusable_ids([problem("b", gold="2")])
+    resumed.close()
+
+
+def test_another_search_config_refuses_to_resume_and_names_what_changed(tmp_path):
+    writer = RunWriter(tmp_path, identity=IDENTITY)
+    writer.write(solved(problem("a")), [])
+    writer.close()
+    a6000 = search_identity(Config.load("configs/sim_a6000.yaml"))
+    h100 = search_identity(Config.load("configs/sim_h100.yaml"))
+    assert a6000 != h100
+    with pytest.raises(
+        OutputError, match=r"another config \(.*policy.*\); give a new --output or --no-resume"
+    ):
+        RunWriter(tmp_path, identity=h100)
+    fresh = RunWriter(tmp_path, resume=False, identity=h100)  # starting over is allowed
+    assert fresh.done_ids() == set()
+    fresh.close()
+
+
+def test_rows_without_a_recorded_config_are_not_resumed(tmp_path):
+    writer = RunWriter(tmp_path, identity=IDENTITY)
+    writer.write(solved(problem("a")), [])
+    writer.close()
+    (tmp_path / "run.json").unlink()  # as an older spex-ray left it
+    with pytest.raises(OutputError, match="no record of their config"):
+        RunWriter(tmp_path, identity=IDENTITY)
+
+
+def test_the_search_identity_leaves_out_how_fast_a_batch_runs():
+    base = Config.load(None)
+    faster = Config.load(None, ["run.concurrency=9", "run.output=x", "policy.num_engines=3", "task.limit=5"])
+    assert search_identity(faster) == search_identity(base)
+    for change in ("search.width=8", "run.seed=1", "policy.temperature=0.5", "policy.hf.device=cuda",
+                   "spex.speculate=true", "reward.path_score=last"):  # fmt: skip
+        assert search_identity(Config.load(None, [change])) != search_identity(base), change
+    base.policy.settings("sim")  # another backend's section looked up: not part of this search
+    assert search_identity(base) == search_identity(Config.load(None))
+
+
+def test_the_default_output_is_one_per_batch_and_search():
+    a, b = [problem("0", "x")], [problem("0", "What is 17 * 23?")]
+    assert default_output(IDENTITY, a) == default_output(IDENTITY, list(a))
+    assert default_output(IDENTITY, a) != default_output(IDENTITY, b)
+    other = search_identity(Config.load(None, ["search.width=8"]))
+    assert default_output(IDENTITY, a) != default_output(other, a)
+    assert default_output(IDENTITY, a).startswith("runs/")
+
+
+def test_a_second_writer_on_the_same_output_refuses(tmp_path):
+    first = RunWriter(tmp_path)
+    with pytest.raises(OutputError, match=rf"another run is writing to {tmp_path} \(pid {os.getpid()}\)"):
+        RunWriter(tmp_path)
+    first.write(row("a"), [])
+    first.close()
+    second = RunWriter(tmp_path)  # released on close
+    assert second.done_ids() == {"a"}
+    second.close()
+
+
+def test_a_file_uri_output_is_staged_synced_and_resumed(tmp_path):
+    uri = f"file://{tmp_path}/cloud/run"
+    writer = RunWriter(uri, identity=IDENTITY)
+    staging = writer.dir
+    assert writer.results_path == f"{uri}/results.parquet"
+    writer.write(solved(problem("a")), [request("a")])
+    writer.write_text("config.yaml", "run: {}\n")
+    writer.finalize()
+    writer.close()
+    assert not staging.exists()
+    assert [r["id"] for r in read_results(uri)] == ["a"]
+    assert read_trace(uri) == [request("a")]
+    assert (tmp_path / "cloud/run/config.yaml").exists() and (tmp_path / "cloud/run/run.json").exists()
+    resumed = RunWriter(uri, identity=IDENTITY)
+    assert resumed.reusable_ids([problem("a")]) == {"a"}
+    with pytest.raises(OutputError, match="another run is writing to file://"):
+        RunWriter(uri, identity=IDENTITY)
+    resumed.close()
+    fresh = RunWriter(uri, resume=False, identity=IDENTITY)  # starting over clears the URI too
+    assert fresh.done_ids() == set() and not (tmp_path / "cloud/run/results.parquet").exists()
+    fresh.close()
+
+
+def test_a_uri_output_gets_the_journals_while_rows_arrive(tmp_path, monkeypatch):
+    monkeypatch.setattr("spex_ray.outputs.SYNC_INTERVAL_S", 0.0)
+    writer = RunWriter(f"file://{tmp_path}/run", identity=IDENTITY)
+    writer.write(solved(problem("a")), [request("a")])
+    journal = (tmp_path / "run" / "results.jsonl").read_text().splitlines()  # before finalize: a crash
+    assert [json.loads(line)["id"] for line in journal] == ["a"]
+    writer.close()
+
+
+def test_a_uri_pyarrow_cannot_open_is_a_clear_error():
+    with pytest.raises(OutputError, match=r"run.output 'nosuch://bucket/x'"):
+        RunWriter("nosuch://bucket/x")
+
+
+def test_under_a_submitted_job_a_relative_output_is_refused(monkeypatch, tmp_path):
+    batch = [problem("a")]
+    assert _output(Config.load(None), IDENTITY, batch) == default_output(IDENTITY, batch)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    for relative in ("", "runs/x"):
+        with pytest.raises(OutputError, match="under `ray job submit`.*absolute path.*s3://"):
+            _output(Config.load(None, [f"run.output={relative}"]), IDENTITY, batch)
+    for kept in (str(tmp_path), "gs://bucket/run"):
+        assert _output(Config.load(None, [f"run.output={kept}"]), IDENTITY, batch) == kept
+
+
+def test_a_cluster_that_refuses_the_client_says_what_to_set(monkeypatch):
+    def refuse(**_):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")
+
+    monkeypatch.setattr("spex_ray.api.ray.init", refuse)
+    monkeypatch.setattr("spex_ray.api.ray.is_initialized", lambda: False)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(ClusterConnectError, match=r"10.0.0.1:6379; .*set RAY_AUTH_MODE=token.*auth_token"):
+        _ensure_ray("10.0.0.1:6379")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # then the cause is elsewhere: Ray's own error
+    with pytest.raises(ConnectionError, match=r"^Failed to connect"):
+        _ensure_ray("10.0.0.1:6379")
+
+
+def test_an_unwritable_uri_fails_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(
+        OutputError, match=r"could not copy the run to file://.*/file/run \(.*\); its files are in "
+    ):
+        RunWriter(f"file://{tmp_path}/file/run")
 
 
 # ----------------------------------------------------------------------------- the schemas
@@ -230,6 +387,14 @@ def test_a_batch_result_means_the_same_by_accuracy_and_throughput(make):
     assert make(_solutions(), 30.0).accuracy is None
     assert make(_solutions(True, None, None), 30.0).questions_per_minute == 6.0
     assert make(_solutions(True), 0.0).questions_per_minute == 0.0
+    assert make(_solutions(True, None, None), 30.0).solved_count == 3
     solutions = _solutions(True, False)
     solutions[0].tokens_spec, solutions[1].tokens_spec = 3, 4
     assert make(solutions, 1.0).total("tokens_spec") == 7.0
+
+
+def test_resumed_rows_do_not_count_toward_throughput():
+    result = RunResult(_solutions(True, True, False), Path("out"), 30.0, reused=2)
+    assert (result.solved_count, result.questions_per_minute) == (1, 2.0)
+    assert RunResult(_solutions(True), Path("out"), 30.0, reused=1).questions_per_minute == 0.0
+    assert RunResult([], "s3://bucket/run", 1.0).results_path == "s3://bucket/run/results.parquet"

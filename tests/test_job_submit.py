@@ -1,26 +1,48 @@
-"""`ray job submit --working-dir . -- python -m spex_ray.cli solve ...` against a real
-local head started with `ray start --head` (its own ports and temp dir)."""
+"""The README's cluster steps against a real local head (its own ports and temp dir): the
+token made by its `ray get-auth-token --generate` line, the head started with
+RAY_AUTH_MODE=token, and its `ray job submit` line run verbatim, writing to a file:// URI."""
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+
+from spex_ray.io import read_results
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+AUTH_ENV = (
+    "RAY_AUTH_MODE",
+    "RAY_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN_PATH",
+    "RAY_ADDRESS",
+    "RAY_JOB_CONFIG_JSON_ENV_VAR",
+)
+
+
+def readme_cluster_block() -> list[str]:
+    """The lines of the README's code block that sets up a cluster and submits a job."""
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    (block,) = [b for b in blocks if "ray get-auth-token" in b and "ray job submit" in b]
+    return block.splitlines()
+
+
+def readme_line(start: str) -> str:
+    """The first line of the README's cluster block that starts with `start`."""
+    return next(line for line in readme_cluster_block() if line.startswith(start))
 
 
 def free_port() -> int:
@@ -37,15 +59,29 @@ def wait_for_dashboard(url: str, head: subprocess.Popen, timeout: float = 120) -
         try:
             with urllib.request.urlopen(f"{url}/api/version", timeout=2):
                 return
+        except urllib.error.HTTPError:  # up, and asking for the token
+            return
         except OSError:
             time.sleep(1)
     raise TimeoutError(f"the Ray dashboard at {url} did not come up")
 
 
+def clean_env(home: Path) -> dict[str, str]:
+    """This environment without any Ray address or auth setting, HOME at `home`."""
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_ENV}
+    return {**env, "HOME": str(home), "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
 @pytest.fixture
 def ray_head(tmp_path):
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
+    """A head started as the README says (RAY_AUTH_MODE=token, the token its
+    `ray get-auth-token --generate` line writes to ~/.ray/auth_token), on ports of its own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**clean_env(home), "RAY_AUTH_MODE": "token"}
+    generate = readme_line("ray get-auth-token")
+    subprocess.run(["bash", "-c", generate], env=env, check=True, capture_output=True, timeout=60)
+    assert (home / ".ray" / "auth_token").exists()
     dashboard = free_port()
     temp_dir = Path("/tmp") / f"spex_ray_job_{os.getpid()}"  # short: unix socket paths are limited
     # Every port of its own: the suite's session Ray (same machine) holds the default ones.
@@ -73,7 +109,7 @@ def ray_head(tmp_path):
     url = f"http://127.0.0.1:{dashboard}"
     try:
         wait_for_dashboard(url, head)
-        yield url, env
+        yield url, f"127.0.0.1:{ports['port']}", env
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
@@ -84,29 +120,41 @@ def ray_head(tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_ray_job_submit_runs_a_solve(ray_head, tmp_path):
-    url, env = ray_head
-    dataset = tmp_path / "two.jsonl"
-    rows = [
-        {"question": "What is 4 + 5?", "answer": "#### 9"},
-        {"question": "What is 3 * 3?", "answer": "#### 9"},
-    ]
-    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "job_run"
-    entrypoint = [
-        "python", "-m", "spex_ray.cli", "solve", "--dataset", str(dataset), "--output", str(out),
-        "--set", "search.width=2", "--set", "search.max_depth=2", "--set", "policy.max_new_tokens=16",
-        "--set", "run.concurrency=2",
-    ]  # fmt: skip
-    cmd = [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", str(REPO), "--", *entrypoint]
+def submit(line: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a `ray job submit` line with bash in the repository, as a user would."""
     deadline = time.time() + 120
     while True:  # the dashboard answers before its job agent has registered
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            ["bash", "-c", line], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+        )
         if "No available agent" not in proc.stderr + proc.stdout or time.time() > deadline:
-            break
+            return proc
         time.sleep(2)
+
+
+def test_the_readme_job_command_runs_verbatim_with_token_auth(ray_head, tmp_path):
+    url, gcs, env = ray_head
+    runs = f"file://{tmp_path}/runs"
+    line = readme_line("ray job submit --working-dir . -- spex-ray solve --config configs/sim_h100.yaml")
+    proc = submit(line, {**env, "RAY_ADDRESS": url, "RUNS": runs})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout
-    assert "results:" in proc.stdout
-    rows = pq.read_table(out / "results.parquet").to_pylist()
-    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert f"results: {runs}/sim-h100/results.parquet" in proc.stdout
+    rows = read_results(f"{runs}/sim-h100")
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+
+    relative = line.replace("${RUNS:?}/sim-h100", "runs/sim-h100")
+    proc = submit(relative, {**env, "RAY_ADDRESS": url})
+    assert proc.returncode != 0
+    assert "run.output 'runs/sim-h100' is relative" in proc.stdout + proc.stderr
+
+    no_token = {**clean_env(tmp_path), "RAY_AUTH_MODE": "token", "RAY_ADDRESS": gcs}
+    cli = [sys.executable, "-m", "spex_ray.cli", "solve", "--config", "configs/sim_h100.yaml", "--limit", "1",
+           "--output", str(tmp_path / "no_token")]  # fmt: skip
+    proc = subprocess.run(
+        cli, cwd=REPO, env={**no_token, "PYTHONPATH": str(REPO)}, capture_output=True, text=True
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"spex-ray: error: the Ray cluster at {gcs} refused this client")
+    assert "RAY_AUTH_TOKEN_PATH" in error and "~/.ray/auth_token" in error

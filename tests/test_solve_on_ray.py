@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from spex_ray.config import Config
+from spex_ray.outputs import OutputError
 from spex_ray.tasks import load_problems, resolve_dataset
 
 pytestmark = pytest.mark.slow
@@ -66,6 +67,10 @@ def test_solve_gsm8k_on_ray(ray_session, tmp_path):
 
     again = solve(None, Config.load(None, [*TINY, f"task.dataset={dataset}", f"run.output={out}"]))
     assert [s.to_row() for s in again.solutions[:2]] == [s.to_row() for s in ok]  # resumed, not redone
+    assert (again.reused, again.solved_count) == (2, 1)  # only the bad row was tried again
+    wider = Config.load(None, [*TINY, "search.width=3", f"task.dataset={dataset}", f"run.output={out}"])
+    with pytest.raises(OutputError, match=r"another config \(search.width: 2 -> 3\)"):
+        solve(None, wider)
 
 
 def test_mcts_from_a_python_driver(ray_session, tmp_path):
