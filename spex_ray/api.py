@@ -9,6 +9,7 @@ returns the Solutions.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 import ray
 
-from spex_ray.actors.engine import EngineActor
+from spex_ray.actors.engine import EngineActor, EngineMonitor
 from spex_ray.actors.pool import policy_resources, remove_groups, start_actors
 from spex_ray.actors.reward import start_reward_actors
 from spex_ray.actors.tree import TreeActor
@@ -37,6 +38,7 @@ from spex_ray.progress import Progress
 from spex_ray.tasks import Problem, load_problems, problems_from_items
 
 log = logging.getLogger(__name__)
+STATUS_EVERY_S = 1.0  # the live status line's refresh while no query finishes
 
 
 @dataclass
@@ -125,6 +127,7 @@ def _config_yaml(config: Config) -> str:
 def _ensure_ray(address: str) -> None:
     """Join the cluster in `address` or RAY_ADDRESS (e.g. under `ray job submit`), else start one."""
     if not ray.is_initialized():
+        log.info("connecting to Ray ..." if address or os.environ.get("RAY_ADDRESS") else "starting Ray ...")
         ray.init(address=address or None, log_to_driver=False)
 
 
@@ -133,19 +136,33 @@ def _run_batch(
 ) -> tuple[list[dict], dict[str, Any]]:
     """Run the batch; returns the engines' stats and the allocator's snapshot ({} without one)."""
     progress = Progress(already_done + len(todo), config.run.progress, already_done)
+    policy = config.policy
+    log.info("loading model %s (%s, %d engine(s)) ...", policy.model, policy.backend, policy.num_engines)
+    started = time.time()
     engines, groups = _start_engines(config)
+    log.info("engines ready in %.1fs: %s", time.time() - started, _engines_text(engines))
     # reward actors after the policy engines: SGLang sizes its KV cache from the free memory
     rewards, reward_groups = start_reward_actors(config.reward)
     allocator = _start_allocator(config, engines)
     trees = [TreeActor.remote(config, engines, allocator, rewards) for _ in range(config.run.tree_actors)]
     try:
-        _stream(todo, trees, config.run.concurrency, writer, progress)
+        _stream(todo, trees, config.run.concurrency, writer, progress, EngineMonitor(engines))
         stats = [_engine_stats(load) for load in ray.get([e.load.remote() for e in engines])]
         return stats, ray.get(allocator.snapshot.remote()) if allocator is not None else {}
     finally:
         progress.close()
         _shutdown([*engines, *rewards], trees)
         remove_groups([*groups, *reward_groups])
+
+
+def _engines_text(engines: list[Any]) -> str:
+    """ "engine-0 hf embedded on CPU, 2 torch threads (all cores)" for each engine."""
+    texts = []
+    for info in ray.get([engine.describe.remote() for engine in engines]):
+        threads = info["cpu_threads"]
+        on_cpu = f" on CPU, {threads} torch threads (all cores)" if threads else ""
+        texts.append(f"{info['name']} {info['backend']} {info['model']}{on_cpu}")
+    return "; ".join(texts)
 
 
 def _start_engines(config: Config) -> tuple[list[Any], list[Any]]:
@@ -169,9 +186,15 @@ def _start_allocator(config: Config, engines: list[Any]) -> Any:
 
 
 def _stream(
-    todo: list[Problem], trees: list[Any], concurrency: int, writer: RunWriter, progress: Progress
+    todo: list[Problem],
+    trees: list[Any],
+    concurrency: int,
+    writer: RunWriter,
+    progress: Progress,
+    monitor: EngineMonitor,
 ) -> None:
-    """Keep `concurrency` queries in flight; journal each result the moment it lands."""
+    """Keep `concurrency` queries in flight; journal each result the moment it lands; refresh
+    the status line about every STATUS_EVERY_S while waiting."""
     pending = list(reversed(todo))
     in_flight: dict[Any, Problem] = {}
     admitted = 0
@@ -181,11 +204,15 @@ def _stream(
             admitted += 1
             tree = trees[admitted % len(trees)]
             in_flight[tree.solve.remote(problem, admitted)] = problem
-        ready, _ = ray.wait(list(in_flight), num_returns=1)
-        problem = in_flight.pop(ready[0])
-        solution, trace = _collect(ready[0], problem)
-        writer.write(solution, trace)
-        progress.update(solution)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=STATUS_EVERY_S)
+        if ready:
+            problem = in_flight.pop(ready[0])
+            solution, trace = _collect(ready[0], problem)
+            writer.write(solution, trace)
+            progress.update(solution)
+        now = time.time()
+        progress.set_live(len(in_flight), monitor.poll(now))
+        progress.tick(now)
 
 
 def _collect(ref: Any, problem: Problem) -> tuple[Solution, list[TraceRow]]:
