@@ -243,10 +243,9 @@ def _run(problems, config: Config) -> int:
     try:
         result = solve(problems, config)
     except KeyboardInterrupt:
+        rerun = "rerun the same command" if config.run.resume else "rerun without --no-resume"
         saved = _rows_saved(config.run.output)
-        print(
-            f"\nspex-ray: interrupted; {saved} rows saved; rerun the same command to resume", file=sys.stderr
-        )
+        print(f"\nspex-ray: interrupted; {saved} rows saved; {rerun} to resume", file=sys.stderr)
         return INTERRUPTED_EXIT
     _print_summary(result)
     return 0 if all(s.status == "ok" for s in result.solutions) else 1
