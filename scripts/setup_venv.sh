@@ -4,13 +4,15 @@
 # lists one) the default index's CUDA build; without one PyTorch's CPU build from its own
 # wheel index (falling back to the default index if that index cannot be reached), so a
 # CPU machine does not download the CUDA build and its libraries (several GB).
-# SPEX_RAY_TORCH=cpu|cuda overrides the detection; PYTHON picks the interpreter.
+# SPEX_RAY_TORCH=cpu|cuda overrides the detection, TORCH_SPEC the version (the tested one),
+# TORCH_CPU_INDEX the CPU wheel index; PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 STAMP="$VENV/.spex_ray_installed"
 TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
 say() { echo "[setup $(date +%H:%M:%S)] $*"; }
@@ -32,6 +34,13 @@ print("cuda" if torch.version.cuda else "cpu")
 EOF
 }
 
+index_answers() {  # does the wheel index $1 answer within 5 s? (pip would retry it for every package)
+  "$VENV/bin/python" - "$1" <<'EOF' >/dev/null 2>&1
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=5)
+EOF
+}
+
 install_torch() {
   local build="$1"
   if [[ "$(installed_torch)" == "$build" ]]; then
@@ -39,17 +48,20 @@ install_torch() {
     return
   fi
   if [[ "$build" == cuda ]]; then
-    say "NVIDIA GPU found: installing PyTorch's CUDA build (about 3 GB with its CUDA libraries) ..."
-    "${PIP[@]}" install torch
+    say "NVIDIA GPU found: installing PyTorch's CUDA build ($TORCH_SPEC, about 3 GB with its CUDA libraries) ..."
+    "${PIP[@]}" install "$TORCH_SPEC"
     return
   fi
-  say "no NVIDIA GPU: installing PyTorch's CPU build (about 200 MB) from $TORCH_CPU_INDEX ..."
-  if ! "${PIP[@]}" install --timeout 20 --retries 1 --index-url "$TORCH_CPU_INDEX" torch; then
-    say "the CPU index did not answer; installing torch from the default index instead"
-    "${PIP[@]}" install torch
+  if index_answers "$TORCH_CPU_INDEX"; then
+    say "no NVIDIA GPU: installing PyTorch's CPU build ($TORCH_SPEC, about 200 MB) from $TORCH_CPU_INDEX ..."
+    "${PIP[@]}" install --index-url "$TORCH_CPU_INDEX" "$TORCH_SPEC" && return
+    say "the CPU index failed; falling back to the default index"
+  else
+    say "no NVIDIA GPU; $TORCH_CPU_INDEX does not answer: installing $TORCH_SPEC from the default index ..."
   fi
+  "${PIP[@]}" install "$TORCH_SPEC"
   if [[ "$(installed_torch)" == cuda ]]; then
-    say "note: the default index gave the CUDA build; it works on CPU, only larger"
+    say "note: the default index gave the CUDA build (it works on CPU, only larger)"
   fi
 }
 
