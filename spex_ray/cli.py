@@ -45,10 +45,10 @@ CONFIG_EXAMPLES = """examples:
   spex-ray config show --config configs/cpu_mcts.yaml --set search.width=8"""
 
 INTERRUPTED_EXIT = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
-QUIET_RAY_LOGGERS = (  # Ray's INFO banner and its token-authentication notice on every start
-    "ray._private.worker",
-    "ray._private.authentication.authentication_token_setup",
-)
+QUIET_RAY_LOGGERS = {  # logger: the level below which it is quiet without --verbose
+    "ray._private.worker": logging.WARNING,  # "Started a local Ray instance ..." on every start
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # the token-auth notice
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,8 +177,8 @@ def _setup_logging(verbose: bool) -> None:
         package.addHandler(ConsoleLogHandler())
     package.setLevel(logging.INFO)
     package.propagate = False
-    for name in QUIET_RAY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+    for name, level in QUIET_RAY_LOGGERS.items():
+        logging.getLogger(name).setLevel(logging.INFO if verbose else level)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
