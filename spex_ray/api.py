@@ -136,8 +136,7 @@ def _run_batch(
 ) -> tuple[list[dict], dict[str, Any]]:
     """Run the batch; returns the engines' stats and the allocator's snapshot ({} without one)."""
     progress = Progress(already_done + len(todo), config.run.progress, already_done)
-    policy = config.policy
-    log.info("loading model %s (%s, %d engine(s)) ...", policy.model, policy.backend, policy.num_engines)
+    log.info("loading model %s ...", _model_text(config.policy))
     started = time.time()
     engines, groups = _start_engines(config)
     log.info("engines ready in %.1fs: %s", time.time() - started, _engines_text(engines))
@@ -153,6 +152,17 @@ def _run_batch(
         progress.close()
         _shutdown([*engines, *rewards], trees)
         remove_groups([*groups, *reward_groups])
+
+
+def _model_text(policy: Any) -> str:
+    """ "embedded (hf, 1 engine; its first use fetches it from PyPI, up to a minute)"."""
+    from spex_ray.engines.models import EMBEDDED, embedded_model_dir
+
+    engines = f"{policy.num_engines} engine{'s' if policy.num_engines > 1 else ''}"
+    first_use = policy.backend == "hf" and (policy.model or EMBEDDED) == EMBEDDED
+    if first_use and not embedded_model_dir(policy.cache_dir).is_dir():
+        engines += "; its first use fetches it from PyPI, up to a minute"
+    return f"{policy.model} ({policy.backend}, {engines})"
 
 
 def _engines_text(engines: list[Any]) -> str:

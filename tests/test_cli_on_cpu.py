@@ -116,3 +116,14 @@ def test_cpu_engine_sets_its_threads_and_reports_them():
     assert _use_all_cpu_threads(Config.load(None, ["policy.backend=sim"]).policy) == 0
     threads = _use_all_cpu_threads(Config().policy)
     assert threads == (os.cpu_count() or 1) and os.environ["OMP_NUM_THREADS"] == str(threads)
+
+
+def test_loading_line_says_when_the_embedded_model_is_fetched_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPEX_RAY_CACHE", str(tmp_path))
+    assert api._model_text(Config().policy) == (
+        "embedded (hf, 1 engine; its first use fetches it from PyPI, up to a minute)"
+    )
+    (tmp_path / "models" / "smollm2-135m-instruct").mkdir(parents=True)
+    assert api._model_text(Config().policy) == "embedded (hf, 1 engine)"
+    sim = Config.load(None, ["policy.backend=sim", "policy.model=llemma-7b", "policy.num_engines=2"])
+    assert api._model_text(sim.policy) == "llemma-7b (sim, 2 engines)"
