@@ -19,7 +19,7 @@ from typing import Any
 import ray
 from ray.exceptions import AuthenticationError
 
-from spex_ray.actors.engine import EngineActor
+from spex_ray.actors.engine import EngineActor, EngineMonitor
 from spex_ray.actors.pool import policy_resources, remove_groups, start_actors
 from spex_ray.actors.reward import start_reward_actors
 from spex_ray.actors.tree import TreeActor
@@ -42,6 +42,7 @@ from spex_ray.resume import default_output, search_identity
 from spex_ray.tasks import Problem, load_problems, problems_from_items
 
 log = logging.getLogger(__name__)
+STATUS_EVERY_S = 1.0  # the live status line's refresh while no query finishes
 
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in the entrypoint of a submitted job
 
@@ -182,6 +183,7 @@ def _ensure_ray(address: str) -> None:
     if ray.is_initialized():
         return
     where = address or os.environ.get("RAY_ADDRESS", "")
+    log.info("connecting to Ray ..." if where else "starting Ray ...")
     try:
         ray.init(address=address or None, log_to_driver=False)
     except AuthenticationError as exc:
@@ -201,19 +203,43 @@ def _run_batch(
 ) -> tuple[list[dict], dict[str, Any]]:
     """Run the batch; returns the engines' stats and the allocator's snapshot ({} without one)."""
     progress = Progress(already_done + len(todo), config.run.progress, already_done)
+    log.info("loading model %s ...", _model_text(config.policy))
+    started = time.time()
     engines, groups = _start_engines(config)
+    log.info("engines ready in %.1fs: %s", time.time() - started, _engines_text(engines))
     # reward actors after the policy engines: SGLang sizes its KV cache from the free memory
     rewards, reward_groups = start_reward_actors(config.reward)
     allocator = _start_allocator(config, engines)
     trees = [TreeActor.remote(config, engines, allocator, rewards) for _ in range(config.run.tree_actors)]
     try:
-        _stream(todo, trees, config.run.concurrency, writer, progress)
+        _stream(todo, trees, config.run.concurrency, writer, progress, EngineMonitor(engines))
         stats = [_engine_stats(load) for load in ray.get([e.load.remote() for e in engines])]
         return stats, ray.get(allocator.snapshot.remote()) if allocator is not None else {}
     finally:
         progress.close()
         _shutdown([*engines, *rewards], trees)
         remove_groups([*groups, *reward_groups])
+
+
+def _model_text(policy: Any) -> str:
+    """ "embedded (hf, 1 engine; its first use fetches it from PyPI, up to a minute)"."""
+    from spex_ray.engines.models import EMBEDDED, embedded_model_dir
+
+    engines = f"{policy.num_engines} engine{'s' if policy.num_engines > 1 else ''}"
+    first_use = policy.backend == "hf" and (policy.model or EMBEDDED) == EMBEDDED
+    if first_use and not embedded_model_dir(policy.cache_dir).is_dir():
+        engines += "; its first use fetches it from PyPI, up to a minute"
+    return f"{policy.model} ({policy.backend}, {engines})"
+
+
+def _engines_text(engines: list[Any]) -> str:
+    """ "engine-0 hf embedded on CPU, 2 torch threads (all cores)" for each engine."""
+    texts = []
+    for info in ray.get([engine.describe.remote() for engine in engines]):
+        threads = info["cpu_threads"]
+        on_cpu = f" on CPU, {threads} torch threads (all cores)" if threads else ""
+        texts.append(f"{info['name']} {info['backend']} {info['model']}{on_cpu}")
+    return "; ".join(texts)
 
 
 def _start_engines(config: Config) -> tuple[list[Any], list[Any]]:
@@ -237,9 +263,15 @@ def _start_allocator(config: Config, engines: list[Any]) -> Any:
 
 
 def _stream(
-    todo: list[Problem], trees: list[Any], concurrency: int, writer: RunWriter, progress: Progress
+    todo: list[Problem],
+    trees: list[Any],
+    concurrency: int,
+    writer: RunWriter,
+    progress: Progress,
+    monitor: EngineMonitor,
 ) -> None:
-    """Keep `concurrency` queries in flight; journal each result the moment it lands."""
+    """Keep `concurrency` queries in flight; journal each result the moment it lands; refresh
+    the status line about every STATUS_EVERY_S while waiting."""
     pending = list(reversed(todo))
     in_flight: dict[Any, Problem] = {}
     admitted = 0
@@ -249,11 +281,15 @@ def _stream(
             admitted += 1
             tree = trees[admitted % len(trees)]
             in_flight[tree.solve.remote(problem, admitted)] = problem
-        ready, _ = ray.wait(list(in_flight), num_returns=1)
-        problem = in_flight.pop(ready[0])
-        solution, trace = _collect(ready[0], problem)
-        writer.write(solution, trace)
-        progress.update(solution)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=STATUS_EVERY_S)
+        if ready:
+            problem = in_flight.pop(ready[0])
+            solution, trace = _collect(ready[0], problem)
+            writer.write(solution, trace)
+            progress.update(solution)
+        now = time.time()
+        progress.set_live(len(in_flight), monitor.poll(now))
+        progress.tick(now)
 
 
 def _collect(ref: Any, problem: Problem) -> tuple[Solution, list[TraceRow]]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from spex_ray import __version__
 from spex_ray.config import Config, ConfigError
 
 if TYPE_CHECKING:
@@ -22,8 +25,35 @@ DEMO_PROBLEMS = [
 ]
 
 
+SOLVE_EXAMPLES = """examples:
+  spex-ray solve --dataset gsm8k --limit 10 --output runs/gsm8k
+  spex-ray solve --problem "What is 17 * 23?" --set spex.speculate=true
+  spex-ray solve --config configs/cpu_mcts.yaml --dataset math500 --limit 20
+  spex-ray solve --config configs/sim_a6000.yaml --limit 8     # simulated GPU, no model
+
+Every config key can be set with --set section.key=value; `spex-ray config show` prints them all.
+An interrupted run resumes where it stopped when the same command is run again."""
+
+MAIN_EPILOG = """examples:
+  spex-ray demo                                   # 2 GSM8K problems on the embedded CPU model
+  spex-ray solve --problem "What is 17 * 23?"
+  spex-ray solve --help                           # options, defaults and more examples
+  spex-ray config show                            # every config key and its default"""
+
+CONFIG_EXAMPLES = """examples:
+  spex-ray config show
+  spex-ray config show --config configs/cpu_mcts.yaml --set search.width=8"""
+
+INTERRUPTED_EXIT = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+QUIET_RAY_LOGGERS = {  # logger: the level below which it is quiet without --verbose
+    "ray._private.worker": logging.WARNING,  # "Started a local Ray instance ..." on every start
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # the token-auth notice
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _setup_logging(args.verbose)
     try:
         return args.handler(args)
     except (ConfigError, FileNotFoundError, ValueError, ConnectionError) as exc:
@@ -31,46 +61,131 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spex-ray", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and shows every default an option has of its own
+    (options that stand for a config key name the key and its default in their help)."""
 
-    solve = commands.add_parser("solve", help="solve a dataset with tree search")
-    solve.add_argument("--dataset", help="gsm8k | math500 | a .jsonl/.parquet file (task.dataset)")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: {action.default})"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spex-ray", description=__doc__, epilog=MAIN_EPILOG, formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"spex-ray {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also show Ray's own log lines")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _solve_parser(commands)
+    _config_parser(commands)
+    _calibrate_parser(commands)
+    _demo_parser(commands)
+    return parser
+
+
+def _subparser(commands: Any, name: str, summary: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name, help=summary, description=summary, epilog=epilog, formatter_class=_HelpFormatter
+    )
+
+
+def _solve_parser(commands: Any) -> None:
+    epilog = f"{_main_defaults()}\n\n{SOLVE_EXAMPLES}"
+    solve = _subparser(commands, "solve", "solve a dataset with tree search", epilog)
+    solve.add_argument(
+        "--dataset", metavar="NAME|FILE", help="gsm8k | math500 | sim | a .jsonl/.parquet file (task.dataset)"
+    )
     solve.add_argument("--problem", action="append", default=[], help="a problem text (repeatable)")
-    solve.add_argument("--limit", type=int, help="first N problems (task.limit)")
-    solve.add_argument("--offset", type=int, help="skip the first N problems (task.offset)")
+    solve.add_argument(
+        "--limit", type=int, metavar="N", help="first N problems (task.limit; default 0 = all)"
+    )
+    solve.add_argument(
+        "--offset", type=int, metavar="N", help="skip the first N problems (task.offset; default 0)"
+    )
     _common(solve)
     solve.set_defaults(handler=_solve)
 
-    calibrate = commands.add_parser("calibrate", help="measure the engine's decode step time by batch size")
+
+def _main_defaults() -> str:
+    """The defaults a first run uses, from Config() itself."""
+    config = Config()
+    keys = {
+        "policy.backend": config.policy.backend,
+        "policy.model": config.policy.model,
+        "search.algorithm": config.search.algorithm,
+        "search.width": config.search.width,
+        "spex.speculate": config.spex.speculate,
+        "run.concurrency": config.run.concurrency,
+    }
+    return "defaults: " + ", ".join(f"{key}={value}" for key, value in keys.items())
+
+
+def _config_parser(commands: Any) -> None:
+    config = _subparser(commands, "config", "inspect the configuration", CONFIG_EXAMPLES)
+    actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = _subparser(
+        actions, "show", "print the effective config (defaults, then --config, then --set)", CONFIG_EXAMPLES
+    )
+    show.add_argument("--config", help="a YAML config (see configs/)")
+    show.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. search.width=8"
+    )
+    show.set_defaults(handler=_config_show)
+
+
+def _calibrate_parser(commands: Any) -> None:
+    calibrate = _subparser(commands, "calibrate", "measure the engine's decode step time by batch size")
     calibrate.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8], help="batch sizes to time")
     calibrate.add_argument("--tokens", type=int, default=32, help="tokens decoded per request")
     calibrate.add_argument(
         "--tolerance", type=float, default=0.1, help="step-time growth still counted as flat"
     )
     calibrate.add_argument("--config", help="a YAML config (its policy section is used)")
-    calibrate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    calibrate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
     calibrate.set_defaults(handler=_calibrate)
 
-    demo = commands.add_parser("demo", help="solve a few GSM8K problems on the embedded CPU model")
-    demo.add_argument("--limit", type=int, default=2, help="problems to solve (default 2)")
+
+def _demo_parser(commands: Any) -> None:
+    demo = _subparser(commands, "demo", "solve a few GSM8K problems on the embedded CPU model")
+    demo.add_argument("--limit", type=int, default=2, help="problems to solve")
     _common(demo)
     demo.set_defaults(handler=_demo)
-    return parser
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="a YAML config (see configs/)")
+    parser.add_argument(
+        "--config",
+        help="a YAML config (see configs/); default: the built-in defaults (`spex-ray config show`)",
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. search.width=8"
     )
-    parser.add_argument("--output", help="output directory (run.output)")
+    parser.add_argument(
+        "--output",
+        help="output directory or URI (run.output; default runs/<hash of the problems and search config>)",
+    )
     parser.add_argument(
         "--no-resume",
         action="store_true",
         help="start over: remove the output's earlier rows (by default rows of the same problems and search config are reused)",
     )
+
+
+def _setup_logging(verbose: bool) -> None:
+    """spex_ray's INFO lines ("loading model", "engines ready") through the progress console;
+    Ray's start-up banner and token-auth notice only with --verbose."""
+    from spex_ray.progress import ConsoleLogHandler
+
+    package = logging.getLogger("spex_ray")
+    if not any(isinstance(h, ConsoleLogHandler) for h in package.handlers):
+        package.addHandler(ConsoleLogHandler())
+    package.setLevel(logging.INFO)
+    package.propagate = False
+    for name, level in QUIET_RAY_LOGGERS.items():
+        logging.getLogger(name).setLevel(logging.INFO if verbose else level)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -121,12 +236,37 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    config = Config.load(args.config, args.set)
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+    return 0
+
+
 def _run(problems, config: Config) -> int:
     from spex_ray.api import solve
 
-    result = solve(problems, config)
+    try:
+        result = solve(problems, config)
+    except KeyboardInterrupt:
+        rerun = "rerun the same command" if config.run.resume else "rerun without --no-resume"
+        saved = _rows_saved(config.run.output)
+        print(f"\nspex-ray: interrupted; {saved} rows saved; {rerun} to resume", file=sys.stderr)
+        return INTERRUPTED_EXIT
     _print_summary(result)
     return 0 if all(s.status == "ok" for s in result.solutions) else 1
+
+
+def _rows_saved(output_dir: str) -> int:
+    """Finished rows in the run's journal (what a rerun keeps)."""
+    from spex_ray.io import RESULTS_JOURNAL
+
+    journal = Path(output_dir) / RESULTS_JOURNAL
+    if not journal.exists():
+        return 0
+    with open(journal) as lines:
+        return sum(1 for line in lines if line.strip())
 
 
 def _print_summary(result: RunResult) -> None:

@@ -11,6 +11,7 @@ import ray
 from spex_ray.config import PolicyConfig
 from spex_ray.engines import EngineLoad, GenRequest, GenResult, build_engine
 from spex_ray.engines.hf_settings import HFSettings
+from spex_ray.progress import LiveStats
 
 
 @ray.remote
@@ -20,16 +21,32 @@ class EngineActor:
     def __init__(self, policy: PolicyConfig, name: str = "engine-0") -> None:
         self.name = name
         self.policy = policy
-        _use_all_cpu_threads(policy)
+        self.cpu_threads = _use_all_cpu_threads(policy)
         self.engine = build_engine(policy, name)
         self._reporter: asyncio.Task | None = None
+        self._steps_done = 0
 
     async def start(self) -> dict[str, Any]:
         await self.engine.start()
-        return {"name": self.name, "backend": self.policy.backend, "model": self.policy.model}
+        return self.describe()
+
+    def describe(self) -> dict[str, Any]:
+        """Name, backend, model, and the torch threads of a CPU engine (0 otherwise)."""
+        return {
+            "name": self.name,
+            "backend": self.policy.backend,
+            "model": self.policy.model,
+            "cpu_threads": self.cpu_threads,
+        }
 
     async def generate(self, request: GenRequest) -> GenResult:
-        return await self.engine.generate(request)
+        result = await self.engine.generate(request)
+        self._steps_done += 1
+        return result
+
+    async def progress(self) -> tuple[EngineLoad, int]:
+        """The engine's load and the requests it has finished, for the live status line."""
+        return self.engine.load(), self._steps_done
 
     async def abort(self, request_id: str) -> None:
         await self.engine.abort(request_id)
@@ -66,12 +83,50 @@ class EngineActor:
             await asyncio.sleep(interval_s)
 
 
-def _use_all_cpu_threads(policy: PolicyConfig) -> None:
-    """Ray pins OMP_NUM_THREADS to the actor's num_cpus; a CPU engine wants every core."""
+def _use_all_cpu_threads(policy: PolicyConfig) -> int:
+    """Ray pins OMP_NUM_THREADS to the actor's num_cpus; a CPU engine wants every core.
+    Returns the torch threads set (0: not a CPU engine); start() reports them to the driver."""
     if policy.backend != "hf" or HFSettings.of(policy).device != "cpu":
-        return
+        return 0
     import torch
 
     threads = os.cpu_count() or 1
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
+    return threads
+
+
+class EngineMonitor:
+    """Polls the engine actors' progress() without blocking the batch loop: at most one poll
+    in flight, a new one every `every_s` seconds."""
+
+    def __init__(self, engines: list[Any], every_s: float = 2.0) -> None:
+        self.engines = engines
+        self.every_s = every_s
+        self._pending: list[Any] = []
+        self._asked = float("-inf")
+
+    def poll(self, now: float) -> LiveStats | None:
+        """The engines' summed counters if a poll came back since the last call, else None."""
+        fresh = None
+        if self._pending and self._answered():
+            fresh = self._collect()
+        if not self._pending and now - self._asked >= self.every_s:
+            self._pending = [engine.progress.remote() for engine in self.engines]
+            self._asked = now
+        return fresh
+
+    def _collect(self) -> LiveStats | None:
+        pending, self._pending = self._pending, []
+        try:
+            reports = ray.get(pending)
+        except ray.exceptions.RayError:  # a dead engine fails its queries, not the status line
+            return None
+        return LiveStats(
+            steps_done=sum(steps for _, steps in reports),
+            tokens_per_second=sum(load.tokens_per_second for load, _ in reports),
+        )
+
+    def _answered(self) -> bool:
+        ready, _ = ray.wait(self._pending, num_returns=len(self._pending), timeout=0)
+        return len(ready) == len(self._pending)
