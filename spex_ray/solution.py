@@ -66,6 +66,8 @@ async def solve_problem(
     solution.answer = outcome.answer
     solution.answer_weight = outcome.answer_weight
     solution.candidates = [answer for answer, _ in outcome.candidates]
+    solution.path = outcome.path
+    solution.step_rewards = outcome.step_rewards
     solution.correct = is_correct(outcome.answer, problem.gold) if problem.gold is not None else None
     solution.set_stats(outcome.stats)
     return solution, outcome.trace
