@@ -34,11 +34,12 @@ RESULTS_PARQUET_COLUMNS = [
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
+    "path", "step_rewards",
 ]  # fmt: skip
 TRACE_PARQUET_COLUMNS = [
     "query", "node", "depth", "terminal", "answered", "request_id", "kind", "outcome", "seed",
     "finish_reason", "prompt_tokens", "cached_tokens", "completion_tokens", "enqueue_time",
-    "start_time", "end_time",
+    "start_time", "end_time", "enqueue_s", "start_s", "end_s",
 ]  # fmt: skip
 
 
@@ -115,7 +116,10 @@ def test_rows_round_trip_through_the_files(tmp_path):
     writer.finalize()
     writer.close()
     assert [Solution.from_row(r) for r in read_results(tmp_path)] == [solution]
-    assert read_trace(tmp_path) == [request("a"), request("a", "0.1", completion_tokens=5)]
+    absolute = [
+        dataclasses.replace(t, enqueue_s=None, start_s=None, end_s=None) for t in read_trace(tmp_path)
+    ]
+    assert absolute == [request("a"), request("a", "0.1", completion_tokens=5)]  # relative times: below
     journal = Path(tmp_path / "results.jsonl").read_text().splitlines()
     assert list(json.loads(journal[0])) == RESULTS_PARQUET_COLUMNS
 
@@ -233,3 +237,40 @@ def test_a_batch_result_means_the_same_by_accuracy_and_throughput(make):
     solutions = _solutions(True, False)
     solutions[0].tokens_spec, solutions[1].tokens_spec = 3, 4
     assert make(solutions, 1.0).total("tokens_spec") == 7.0
+
+
+# ----------------------------------------------------------------------------- chosen path, relative times
+
+
+def test_chosen_path_and_step_rewards_round_trip_through_parquet(tmp_path):
+    solution = row("a")
+    solution.path, solution.step_rewards = ["Step one.", "The answer is 1."], [0.5, 0.75]
+    writer = RunWriter(tmp_path)
+    writer.write(solution, [])
+    writer.finalize()
+    writer.close()
+    (stored,) = read_results(tmp_path)
+    assert stored["path"] == ["Step one.", "The answer is 1."]
+    assert stored["step_rewards"] == [0.5, 0.75]
+    assert Solution.from_row(stored).path == solution.path
+
+
+def test_trace_times_are_relative_to_the_batch_start_too(tmp_path):
+    late = request("b", completion_tokens=4)
+    late.enqueue_time, late.start_time, late.end_time = 3.0, 3.25, 4.0
+    writer = RunWriter(tmp_path)
+    writer.write(row("a"), [request("a")])
+    writer.write(row("b"), [late])
+    writer.finalize()
+    writer.close()
+    first, second = read_trace(tmp_path)
+    assert (first.enqueue_s, first.start_s, first.end_s) == (0.0, 0.5, 1.0)
+    assert (second.enqueue_s, second.start_s, second.end_s) == (2.0, 2.25, 3.0)
+    assert (second.enqueue_time, second.end_time) == (3.0, 4.0)  # absolute times kept
+
+
+def test_a_journaled_trace_row_without_relative_times_reads():
+    stored = request("a").to_dict()
+    for name in ("enqueue_s", "start_s", "end_s"):
+        del stored[name]
+    assert TraceRow.from_dict(stored).enqueue_s is None
