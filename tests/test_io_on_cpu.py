@@ -274,3 +274,34 @@ def test_a_journaled_trace_row_without_relative_times_reads():
     for name in ("enqueue_s", "start_s", "end_s"):
         del stored[name]
     assert TraceRow.from_dict(stored).enqueue_s is None
+
+
+def test_a_sim_row_has_modeled_latency_a_chosen_path_and_clean_candidates():
+    from spex_ray.registries import REWARDS
+    from spex_ray.sim.cluster import _Client
+    from spex_ray.sim.engine import SimEngine
+    from spex_ray.sim.workload import sim_problems
+    from spex_ray.solution import engine_span
+    from spex_ray.tasks import problems_from_items
+
+    overrides = ["policy.backend=sim", "reward.kind=sim", "policy.sim.time_scale=0", "search.width=4"]
+    config = Config.load(None, overrides)
+
+    async def run():
+        engine = SimEngine(config.policy)
+        try:
+            return await solve_problem(
+                problems_from_items(sim_problems(1))[0],
+                config,
+                _Client(engine, "engine-0"),
+                REWARDS.build("sim", config.reward),
+            )
+        finally:
+            await engine.close()
+
+    solution, trace = asyncio.run(run())
+    assert solution.status == "ok", solution.error
+    assert solution.latency_s == engine_span(trace) > 0
+    assert solution.candidates and all(solution.candidates)
+    assert solution.path and len(solution.path) == len(solution.step_rewards) <= solution.depth
+    assert solution.answer in solution.candidates
