@@ -2,8 +2,8 @@
 
 The manager samples every row of a batch with one global torch RNG, so a request's tokens
 depend on what else runs. `install_seeded_sampling` replaces that sampler: token t of a request
-with seed s is the Gumbel-max sample argmax(logprobs + G), the noise G drawn from a
-`torch.Generator` seeded by (s, t) alone. The same request then gives the same tokens alone or
+with seed s is the Gumbel-max sample argmax(logprobs + G), the noise G of each vocabulary entry
+a counter-based hash of the (s, t) key and the token id alone (`gumbel_noise`). The same request then gives the same tokens alone or
 in any batch, up to the batch-composition numerics of the logits (a near-tie may flip).
 
 Two hooks, both on documented extension points of the manager:
@@ -13,7 +13,7 @@ Two hooks, both on documented extension points of the manager:
     scores unchanged and keeps the keys of the batch being sampled.
   * the model runner's `_sample`, replaced by `SeededSampler`, which reads those keys.
 Logprobs stay those of the sampling distribution (after temperature / top_p), as before.
-CUDA graphs are not compatible (the noise is drawn per row in Python); hf.py turns them off.
+CUDA graphs stay off (hf.py): the sampler has not been checked under graph capture.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import threading
 import torch
 
 _MASK64 = (1 << 64) - 1
+_MASK32 = (1 << 32) - 1
 _KEY_BITS = 0x7FFFFFFF  # keys travel as int32 in the manager's argument tensor
 
 
@@ -95,15 +96,28 @@ class SeededSampler:
 
     def _gumbel(self, logprobs: torch.Tensor) -> torch.Tensor:
         rows, vocab = logprobs.shape
-        keys = self.keys.keys.tolist() if self.keys.keys is not None else []
-        keys = (keys + [0] * rows)[:rows]
-        generator = torch.Generator(device=logprobs.device)
-        noise = torch.empty_like(logprobs)
-        for row, key in enumerate(keys):
-            generator.manual_seed(int(key))
-            uniform = torch.rand(vocab, generator=generator, device=logprobs.device)
-            noise[row] = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0 - 1e-7)))
-        return noise
+        keys = self.keys.keys if self.keys.keys is not None else torch.zeros(rows, dtype=torch.int32)
+        keys = keys[:rows].to(device=logprobs.device, dtype=torch.int64)
+        return gumbel_noise(keys, vocab)
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """lowbias32, a 32-bit integer hash, on int64 tensors holding values below 2**32."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
+def gumbel_noise(keys: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Standard Gumbel noise [rows, vocab]: entry (r, v) a pure function of (keys[r], v), a
+    counter-based hash (no generator state), so a row's noise never depends on the others."""
+    tokens = torch.arange(vocab, device=keys.device, dtype=torch.int64)
+    x = _mix32((tokens.unsqueeze(0) + keys.unsqueeze(1) * 0x9E3779B9) & _MASK32)
+    x = _mix32(x ^ keys.unsqueeze(1))
+    uniform = ((x >> 8).to(torch.float32) + 0.5) / 2.0**24  # 24 bits: exact in float32, in (0, 1)
+    return -torch.log(-torch.log(uniform))
 
 
 def seed_keys_processor() -> SeedKeys:
