@@ -210,15 +210,30 @@ def _solve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from spex_ray.api import solve
     from spex_ray.tasks import load_problems, problems_from_items, resolve_dataset
 
+    print(
+        "spex-ray demo: tree search on the embedded SmolLM2-135M-Instruct, on this CPU. A 135M model "
+        "rarely solves GSM8K, so expect wrong answers: the demo shows the search, the reasoning path "
+        "it chose and the result files, not accuracy.",
+        flush=True,
+    )
     overrides = ["run.output=runs/demo", *_overrides(args)]
     config = Config.load(args.config, overrides)
     try:
         problems = load_problems(str(resolve_dataset("gsm8k")), limit=args.limit)
     except FileNotFoundError:
         problems = problems_from_items(DEMO_PROBLEMS[: args.limit])
-    return _run(problems, config)
+    result = solve(problems, config)
+    _print_paths(result)
+    _print_summary(result)
+    print(
+        "\nReal models: configs/qwen25_math_prm.yaml, configs/llemma_7b.yaml, "
+        "configs/r1_distill_confidence.yaml (GPUs, policy.backend=sglang); a simulated GPU on this "
+        "machine: spex-ray solve --config configs/sim_h100.yaml --limit 8"
+    )
+    return 0 if all(s.status == "ok" for s in result.solutions) else 1
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -270,6 +285,8 @@ def _rows_saved(output_dir: str) -> int:
 
 
 def _print_summary(result: RunResult) -> None:
+    time_scale = _modeled_time_scale(result)
+    unit = "s" if time_scale is None else "s modeled"
     print()
     for s in result.solutions:
         if s.status != "ok":
@@ -277,13 +294,85 @@ def _print_summary(result: RunResult) -> None:
             continue
         verdict = {True: "correct", False: f"wrong, gold {s.gold}", None: "no gold"}[s.correct]
         print(
-            f"{s.id}: answer {s.answer!r} ({verdict}); {s.nodes} nodes, {s.tokens_main} tokens, {s.latency_s:.1f}s"
+            f"{s.id}: answer {s.answer!r} ({verdict}); {s.nodes} nodes, {s.tokens_main} tokens, "
+            f"{s.latency_s:.1f}{unit}"
         )
     accuracy = result.accuracy
     acc_text = f"accuracy {accuracy:.0%}, " if accuracy is not None else ""
-    print(f"\n{len(result.solutions)} problems: {acc_text}{result.questions_per_minute:.2f} questions/min")
+    count = len(result.solutions)
+    span, busy = _engine_time(result)
+    if time_scale is not None and span > 0:
+        print(
+            f"\n{count} problems: {acc_text}{60 * count / span:.2f} questions/min modeled "
+            f"({span:.1f} s on the simulated engine's clock; {result.elapsed_s:.1f} s wall)"
+        )
+        if time_scale > 0 and busy < 0.9 * span:
+            print(
+                f"note: orchestration overhead dominates: the simulated engine idled {1 - busy / span:.0%} "
+                f"of the modeled time waiting on Ray and Python (idle wall time counts 1/time_scale = "
+                f"{1 / time_scale:.0f}x); raise policy.sim.time_scale (1 = real time) or use "
+                "spex_ray.sim.simulate(), which models the same searches without it"
+            )
+    else:
+        print(f"\n{count} problems: {acc_text}{result.questions_per_minute:.2f} questions/min")
+        if span > 0 and busy < 0.5 * result.elapsed_s:
+            print(
+                f"note: the engine generated for {busy:.1f} s of the {result.elapsed_s:.1f} s wall; "
+                "starting Ray and loading the model took most of the rest"
+            )
     print(f"results: {result.results_path}")
     print(f"trace:   {result.trace_path}")
+
+
+def _print_paths(result: RunResult, width: int = 160) -> None:
+    """Each solved problem and the reasoning path the search chose, with its step rewards."""
+    for s in result.solutions:
+        if s.status != "ok":
+            continue
+        print(f"\n{s.id}: {_one_line(s.problem, width)}")
+        if not s.path:
+            print(f"  no path reached an answer ({s.nodes} nodes explored)")
+        for number, (step, reward) in enumerate(zip(s.path, s.step_rewards, strict=True), start=1):
+            print(f"  {number}. [{reward:.2f}] {_one_line(step, width)}")
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _modeled_time_scale(result: RunResult) -> float | None:
+    """policy.sim.time_scale when the run's engine keeps a modeled clock (its config.yaml names
+    such a backend), else None."""
+    from spex_ray.io import CONFIG_FILE
+    from spex_ray.sim.settings import SimSettings
+    from spex_ray.solution import MODELED_CLOCK_BACKENDS
+
+    path = result.output_dir / CONFIG_FILE
+    if not path.exists():
+        return None
+    policy = Config.load(path).policy
+    return SimSettings.of(policy).time_scale if policy.backend in MODELED_CLOCK_BACKENDS else None
+
+
+def _engine_time(result: RunResult) -> tuple[float, float]:
+    """(span, busy) seconds of the run's requests on the engine clock: first enqueue to last end,
+    and the time some request was running."""
+    from spex_ray.io import read_trace
+
+    if not result.trace_path.exists():
+        return 0.0, 0.0
+    trace = read_trace(result.output_dir)
+    if not trace:
+        return 0.0, 0.0
+    intervals = sorted((row.start_time, row.end_time) for row in trace)
+    span = max(end for _, end in intervals) - min(row.enqueue_time for row in trace)
+    busy, (low, high) = 0.0, intervals[0]
+    for start, end in intervals[1:]:
+        if start > high:
+            busy, low = busy + high - low, start
+        high = max(high, end)
+    return span, busy + high - low
 
 
 if __name__ == "__main__":

@@ -37,7 +37,10 @@ class TraceRow:
     that child once scored (None when the request produced no child: failed or aborted
     before it finished), which workload calibration reads. `kind` is main or spec;
     `outcome` is used (primary), promoted (speculative, kept), wasted (speculative,
-    finished but dropped) or aborted. Times are the engine's (wall, or modeled on sim).
+    finished but dropped) or aborted. Times are the engine's (wall, or modeled on sim):
+    `enqueue_time`, `start_time`, `end_time` absolute; `enqueue_s`, `start_s`, `end_s` the
+    same in seconds since the batch's first request was enqueued (filled when the run's
+    trace.parquet is written; None before; a resumed run counts from its first run's start).
     """
 
     query: str
@@ -56,17 +59,31 @@ class TraceRow:
     enqueue_time: float
     start_time: float
     end_time: float
+    enqueue_s: float | None = None
+    start_s: float | None = None
+    end_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> TraceRow:
-        """The record of a trace.parquet (or journal) row, read column by column."""
-        return cls(**{name: row[name] for name in TRACE_COLUMNS})
+        """The record of a trace.parquet (or journal) row, read column by column (the
+        relative times may be missing: rows journaled before the trace was written)."""
+        return cls(**{name: row[name] for name in TRACE_COLUMNS if name in row or name not in _RELATIVE})
 
 
 TRACE_COLUMNS = tuple(f.name for f in dataclasses.fields(TraceRow))
+_RELATIVE = {"enqueue_s": "enqueue_time", "start_s": "start_time", "end_s": "end_time"}
+
+
+def with_relative_times(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Trace rows with enqueue_s/start_s/end_s: their times in seconds since the earliest
+    enqueue_time among them (the batch's start)."""
+    if not rows:
+        return []
+    origin = min(row["enqueue_time"] for row in rows)
+    return [{**row, **{rel: row[absolute] - origin for rel, absolute in _RELATIVE.items()}} for row in rows]
 
 
 @dataclass(kw_only=True)
@@ -99,7 +116,10 @@ class Solution(SearchStats):
     asked, answered and graded; a row of results.parquet, columns in RESULT_COLUMNS order.
 
     `status` is ok or error (then `error` says why). `latency_s` is wall seconds from the
-    search's start on Ray, modeled seconds from admission in the simulator.
+    search's start on Ray, modeled seconds from admission in the simulator. `candidates`
+    are the answers voted on (one per answered path, only real answers: no None, no
+    sentence fragment); `path` is the chosen path's steps (the best-rewarded path whose
+    answer is in the winning class) and `step_rewards` the reward of each of its steps.
     """
 
     id: str
@@ -114,6 +134,8 @@ class Solution(SearchStats):
     latency_s: float = 0.0
     answer_weight: float = 0.0
     candidates: list[str] = field(default_factory=list)
+    path: list[str] = field(default_factory=list)
+    step_rewards: list[float] = field(default_factory=list)
 
     @classmethod
     def failed(
@@ -152,6 +174,7 @@ RESULT_COLUMNS = (  # the column order of results.parquet
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
+    "path", "step_rewards",
 )  # fmt: skip
 _RESULT_NAMES = frozenset(RESULT_COLUMNS)
 
@@ -269,7 +292,7 @@ class RunWriter:
         """Write results.parquet and trace.parquet from the journals (and copy every file to
         a URI output)."""
         _write_parquet(self.dir / RESULTS_FILE, _read_journal(self.dir / RESULTS_JOURNAL))
-        _write_parquet(self.dir / TRACE_FILE, _read_journal(self.dir / TRACE_JOURNAL))
+        _write_parquet(self.dir / TRACE_FILE, with_relative_times(_read_journal(self.dir / TRACE_JOURNAL)))
         self.location.sync()
 
     def close(self) -> None:

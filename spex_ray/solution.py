@@ -15,6 +15,15 @@ from spex_ray.tree.search import EngineClient, QuerySearch
 from spex_ray.tree.seeds import child_seed
 from spex_ray.tree.settings import SearchSettings
 
+MODELED_CLOCK_BACKENDS = frozenset({"sim"})  # engines whose request times are modeled, not wall
+
+
+def engine_span(trace: list[TraceRow]) -> float:
+    """Seconds on the engine's clock from the first request's enqueue to the last one's end."""
+    if not trace:
+        return 0.0
+    return max(row.end_time for row in trace) - min(row.enqueue_time for row in trace)
+
 
 class ChatEngineClient(EngineClient, Protocol):
     """What a search needs from an engine, plus chat rendering."""
@@ -63,12 +72,24 @@ async def solve_problem(
             problem, exception_message(exc), detail, algorithm=solution.algorithm, seed=seed
         ), []
     solution.latency_s = time.time() - started
+    if config.policy.backend in MODELED_CLOCK_BACKENDS:  # the engine's modeled seconds, not wall
+        solution.latency_s = engine_span(outcome.trace)
     solution.answer = outcome.answer
     solution.answer_weight = outcome.answer_weight
     solution.candidates = [answer for answer, _ in outcome.candidates]
+    solution.path = outcome.path
+    solution.step_rewards = outcome.step_rewards
     solution.correct = is_correct(outcome.answer, problem.gold) if problem.gold is not None else None
     solution.set_stats(outcome.stats)
     return solution, outcome.trace
 
 
-__all__ = ["ChatEngineClient", "Solution", "query_seed", "render_prompt", "solve_problem"]
+__all__ = [
+    "MODELED_CLOCK_BACKENDS",
+    "ChatEngineClient",
+    "Solution",
+    "engine_span",
+    "query_seed",
+    "render_prompt",
+    "solve_problem",
+]

@@ -74,7 +74,6 @@ def _hf_case() -> Case:
         long_tokens=400,
         stop=" ",
         stop_budget=24,
-        seeds="the CPU continuous-batching engine samples with one global RNG (engines/hf.py)",
     )
 
 

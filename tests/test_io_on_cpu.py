@@ -37,11 +37,12 @@ RESULTS_PARQUET_COLUMNS = [
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
+    "path", "step_rewards",
 ]  # fmt: skip
 TRACE_PARQUET_COLUMNS = [
     "query", "node", "depth", "terminal", "answered", "request_id", "kind", "outcome", "seed",
     "finish_reason", "prompt_tokens", "cached_tokens", "completion_tokens", "enqueue_time",
-    "start_time", "end_time",
+    "start_time", "end_time", "enqueue_s", "start_s", "end_s",
 ]  # fmt: skip
 
 
@@ -189,7 +190,7 @@ def test_a_file_uri_output_is_staged_synced_and_resumed(tmp_path):
     writer.close()
     assert not staging.exists()
     assert [r["id"] for r in read_results(uri)] == ["a"]
-    assert read_trace(uri) == [request("a")]
+    assert read_trace(uri) == [dataclasses.replace(request("a"), enqueue_s=0.0, start_s=0.5, end_s=1.0)]
     assert (tmp_path / "cloud/run/config.yaml").exists() and (tmp_path / "cloud/run/run.json").exists()
     resumed = RunWriter(uri, identity=IDENTITY)
     assert resumed.reusable_ids([problem("a")]) == {"a"}
@@ -272,7 +273,10 @@ def test_rows_round_trip_through_the_files(tmp_path):
     writer.finalize()
     writer.close()
     assert [Solution.from_row(r) for r in read_results(tmp_path)] == [solution]
-    assert read_trace(tmp_path) == [request("a"), request("a", "0.1", completion_tokens=5)]
+    absolute = [
+        dataclasses.replace(t, enqueue_s=None, start_s=None, end_s=None) for t in read_trace(tmp_path)
+    ]
+    assert absolute == [request("a"), request("a", "0.1", completion_tokens=5)]  # relative times: below
     journal = Path(tmp_path / "results.jsonl").read_text().splitlines()
     assert list(json.loads(journal[0])) == RESULTS_PARQUET_COLUMNS
 
@@ -398,3 +402,71 @@ def test_resumed_rows_do_not_count_toward_throughput():
     assert (result.solved_count, result.questions_per_minute) == (1, 2.0)
     assert RunResult(_solutions(True), Path("out"), 30.0, reused=1).questions_per_minute == 0.0
     assert RunResult([], "s3://bucket/run", 1.0).results_path == "s3://bucket/run/results.parquet"
+
+
+# ----------------------------------------------------------------------------- chosen path, relative times
+
+
+def test_chosen_path_and_step_rewards_round_trip_through_parquet(tmp_path):
+    solution = row("a")
+    solution.path, solution.step_rewards = ["Step one.", "The answer is 1."], [0.5, 0.75]
+    writer = RunWriter(tmp_path)
+    writer.write(solution, [])
+    writer.finalize()
+    writer.close()
+    (stored,) = read_results(tmp_path)
+    assert stored["path"] == ["Step one.", "The answer is 1."]
+    assert stored["step_rewards"] == [0.5, 0.75]
+    assert Solution.from_row(stored).path == solution.path
+
+
+def test_trace_times_are_relative_to_the_batch_start_too(tmp_path):
+    late = request("b", completion_tokens=4)
+    late.enqueue_time, late.start_time, late.end_time = 3.0, 3.25, 4.0
+    writer = RunWriter(tmp_path)
+    writer.write(row("a"), [request("a")])
+    writer.write(row("b"), [late])
+    writer.finalize()
+    writer.close()
+    first, second = read_trace(tmp_path)
+    assert (first.enqueue_s, first.start_s, first.end_s) == (0.0, 0.5, 1.0)
+    assert (second.enqueue_s, second.start_s, second.end_s) == (2.0, 2.25, 3.0)
+    assert (second.enqueue_time, second.end_time) == (3.0, 4.0)  # absolute times kept
+
+
+def test_a_journaled_trace_row_without_relative_times_reads():
+    stored = request("a").to_dict()
+    for name in ("enqueue_s", "start_s", "end_s"):
+        del stored[name]
+    assert TraceRow.from_dict(stored).enqueue_s is None
+
+
+def test_a_sim_row_has_modeled_latency_a_chosen_path_and_clean_candidates():
+    from spex_ray.registries import REWARDS
+    from spex_ray.sim.cluster import _Client
+    from spex_ray.sim.engine import SimEngine
+    from spex_ray.sim.workload import sim_problems
+    from spex_ray.solution import engine_span
+    from spex_ray.tasks import problems_from_items
+
+    overrides = ["policy.backend=sim", "reward.kind=sim", "policy.sim.time_scale=0", "search.width=4"]
+    config = Config.load(None, overrides)
+
+    async def run():
+        engine = SimEngine(config.policy)
+        try:
+            return await solve_problem(
+                problems_from_items(sim_problems(1))[0],
+                config,
+                _Client(engine, "engine-0"),
+                REWARDS.build("sim", config.reward),
+            )
+        finally:
+            await engine.close()
+
+    solution, trace = asyncio.run(run())
+    assert solution.status == "ok", solution.error
+    assert solution.latency_s == engine_span(trace) > 0
+    assert solution.candidates and all(solution.candidates)
+    assert solution.path and len(solution.path) == len(solution.step_rewards) <= solution.depth
+    assert solution.answer in solution.candidates

@@ -16,7 +16,7 @@ from spex_ray.tree.algorithms.mcts import backup, descend, select_child, uct_sco
 from spex_ray.tree.algorithms.rebase import allocate_widths, next_frontier
 from spex_ray.tree.expand import Query, SearchError, StepGenerator
 from spex_ray.tree.node import Node
-from spex_ray.tree.search import QuerySearch
+from spex_ray.tree.search import QuerySearch, chosen_path, is_final_answer
 from spex_ray.tree.seeds import child_seed
 from spex_ray.tree.settings import SearchSettings
 from spex_ray.tree.tree import QueryTree
@@ -234,3 +234,42 @@ def test_confidence_reward_scores():
     config = Config()
     config.reward.step_score = "min_logprob"
     assert ConfidenceReward(config.reward).score_logprobs([-1.0, -3.0]) == pytest.approx(math.exp(-3.0))
+
+
+# --- the outcome: clean candidates, the chosen path ---------------------------------------
+
+FRAGMENT = "the number of apples Tom has"
+
+
+def test_final_answers_are_answers_not_fragments():
+    for answer in ("42", "-3.5", "\\frac{1}{2}", "\\text{Evelyn}", "5 dollars", "(3, \\frac{\\pi}{2})"):
+        assert is_final_answer(answer), answer
+    for answer in (None, "", "  ", FRAGMENT, "to find out how many eggs there are"):
+        assert not is_final_answer(answer), answer
+
+
+@pytest.mark.parametrize("algorithm", ["rebase", "mcts"])
+def test_candidates_hold_only_extracted_answers(algorithm):
+    query = run_search(
+        FakeEngine(answer_rate=0.4, answers=("7", FRAGMENT)), algorithm=algorithm, width=8, max_depth=3
+    )
+    reached = {node.answer for node in query.tree.terminals()}
+    assert None in reached and FRAGMENT in reached  # the tree has both kinds of terminal
+    assert query.outcome.candidates and {a for a, _ in query.outcome.candidates} == {"7"}
+    assert query.outcome.answer == "7"
+
+
+@pytest.mark.parametrize("algorithm", ["rebase", "mcts"])
+def test_the_chosen_path_is_the_best_terminal_of_the_winning_answer(algorithm):
+    query = run_search(FakeEngine(answer_rate=0.35), algorithm=algorithm, width=6, max_depth=5)
+    outcome = query.outcome
+    winners = [n for n in query.tree.terminals() if n.answer == outcome.answer]
+    best = max(winners, key=lambda node: node.path_reward)
+    assert outcome.path == best.steps() and outcome.path[-1].endswith(f"\\boxed{{{outcome.answer}}}.")
+    assert outcome.step_rewards == [node.reward for node in best.path()]
+    assert chosen_path(winners, outcome.answer) is best and chosen_path(winners, None) is None
+
+
+def test_no_answer_no_chosen_path():
+    outcome = run_search(FakeEngine(answer_rate=0.0), width=3, max_depth=2).outcome
+    assert (outcome.answer, outcome.candidates, outcome.path, outcome.step_rewards) == (None, [], [], [])

@@ -17,8 +17,10 @@ Sampling caveats of the CPU engine (all documented behaviour, not bugs):
   * Per-request temperature / top_p are honoured only when the engine itself applies that
     processor (policy.temperature neither 0 nor 1; policy.top_p < 1); otherwise the policy's
     values are used and the mismatch is logged once.
-  * Per-request seeds are not honoured: the manager samples with the global torch RNG, seeded
-    once from `seed`. Results are reproducible only up to batch composition.
+  * Per-request seeds are honoured (engines/hf_sampling.py): token t of a request with seed s is a
+    Gumbel-max sample with noise drawn from (s, t) alone, so a request gives the same tokens alone or
+    in any batch, up to the batch-composition numerics of the logits (a near-tie may flip). A request
+    without a seed gets one from the engine's `seed`.
   * cached_tokens is always 0: the manager shares cached prefix pages but does not report hits.
 
 Use one engine from one event loop (the manager delivers outputs to the loop that submitted).
@@ -32,6 +34,7 @@ import asyncio
 import gc
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from spex_ray.config import PolicyConfig
 from spex_ray.engines.admission import AdmissionQueue, queue_load, request_problem
 from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, failed_result
+from spex_ray.engines.hf_sampling import SeedKeys, install_sampler, install_seed_keys
 from spex_ray.engines.hf_settings import HFSettings
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.engines.models import resolve_model
@@ -108,8 +112,8 @@ class _RequestState:
 class HFEngine:
     """The Engine protocol on transformers continuous batching; see the module docstring.
 
-    `name` is the engine's name (its actor's); `seed` seeds the manager's sampling RNG once
-    (None: a random seed).
+    `name` is the engine's name (its actor's); `seed` seeds the manager's RNG and the seeds of
+    requests that come without one (None: a random seed).
     """
 
     def __init__(self, policy: PolicyConfig, *, name: str = "engine-0", seed: int | None = 0) -> None:
@@ -120,6 +124,8 @@ class HFEngine:
         self._model = None
         self._tokenizer = None
         self._manager = None
+        self._seed_keys: SeedKeys | None = None
+        self._unseeded = random.Random(seed)
         self._eos_ids: list[int] = []
         self._context_limit = 0  # prompt + max_new_tokens must fit in this
         self._queue: AdmissionQueue[_RequestState] = AdmissionQueue()
@@ -164,8 +170,10 @@ class HFEngine:
         manager = model.init_continuous_batching(
             generation_config=generation, continuous_batching_config=batching
         )
+        self._seed_keys = install_seed_keys(manager)
         manager.start()
         self._context_limit = min(int(max_positions), _cache_capacity(manager))
+        install_sampler(manager, self._seed_keys)
         self._model, self._manager = model, manager
 
     def _batching_config(self, max_positions: int, device_type: str):
@@ -181,7 +189,7 @@ class HFEngine:
             sizing["num_blocks"] = math.ceil(cache_tokens / _PAGE_SIZE)
         else:
             share = min(1.0, self.policy.num_gpus) if self.policy.num_gpus > 0 else 1.0
-            sizing = {"max_batch_tokens": 4096, "max_memory_percent": 0.8 * share}
+            sizing = {"max_batch_tokens": 4096, "max_memory_percent": 0.8 * share, "use_cuda_graph": False}
         return ContinuousBatchingConfig(
             page_size=_PAGE_SIZE,
             max_requests_per_batch=slots,
@@ -260,6 +268,7 @@ class HFEngine:
                 max_new_tokens=state.request.max_new_tokens,
                 streaming=True,
                 eos_token_id=self._eos_ids,
+                seed=self._request_seed(state.request),
                 **self._sampling_kwargs(state.request),
             )
         except Exception as exc:  # noqa: BLE001 - reported on the request, the engine keeps serving
@@ -268,6 +277,10 @@ class HFEngine:
             problem = "the generation loop is not accepting requests (it stopped or crashed)"
         if accepted is None:
             self._finish(state, FinishReason.ERROR, error=problem)
+
+    def _request_seed(self, request: GenRequest) -> int:
+        """The request's seed (the sampler's noise depends on it and the token index only)."""
+        return int(request.seed) if request.seed is not None else self._unseeded.getrandbits(63)
 
     def _sampling_kwargs(self, request: GenRequest) -> dict[str, float]:
         """Per-request temperature/top_p, when the manager can apply them; else log the mismatch once."""
@@ -321,6 +334,8 @@ class HFEngine:
         if self._running.pop(state.request_id, None) is not None:
             self._meter.set_running(len(self._running), time.time())
             _drop_handler(self._manager, state.request_id)
+            if self._seed_keys is not None:
+                self._seed_keys.forget(state.request_id)
         if not state.future.done():
             state.future.set_result(state.result(reason, self._decode, error))
         if admit:

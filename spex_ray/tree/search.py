@@ -10,11 +10,13 @@ may end the search before its budget is spent.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spex_ray.io import SearchStats, TraceRow
 from spex_ray.rewards.base import Reward
+from spex_ray.tasks import answer_key
 from spex_ray.tree.algorithms import ALGORITHMS, Algorithm
 from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.budget import SpecBudget, StaticBudget
@@ -26,19 +28,48 @@ from spex_ray.tree.terminate import EarlyStop
 from spex_ray.tree.tree import QueryTree
 from spex_ray.tree.vote import aggregate
 
-__all__ = ["EngineClient", "QuerySearch", "SearchOutcome"]
+__all__ = ["EngineClient", "QuerySearch", "SearchOutcome", "chosen_path", "is_final_answer"]
+
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_MAX_ANSWER_WORDS = 3  # an answer with more plain words than this is a sentence fragment
 
 
 @dataclass
 class SearchOutcome:
     """What one query's search produced: the voted answer, the candidates, the stats and
-    the request trace (primary requests first, then speculative ones)."""
+    the request trace (primary requests first, then speculative ones).
+
+    `candidates` are the (answer, path reward) pairs voted on: only real answers (no None,
+    no sentence fragment). `path` and `step_rewards` are the steps and step rewards of the
+    chosen path: the terminal with the highest path reward among those whose answer is in
+    the winning class (the first such terminal on a tie); empty when nothing answered.
+    """
 
     answer: str | None
     answer_weight: float
-    candidates: list[tuple[str | None, float]]
+    candidates: list[tuple[str, float]]
     stats: SearchStats
     trace: list[TraceRow]
+    path: list[str] = field(default_factory=list)
+    step_rewards: list[float] = field(default_factory=list)
+
+
+def is_final_answer(answer: str | None) -> bool:
+    """Whether an extracted answer is one (a number, an expression, a short name), not None,
+    empty or a sentence fragment ("the number of apples Tom has")."""
+    if answer is None or not answer.strip():
+        return False
+    prose = re.sub(r"\\[A-Za-z]+", " ", answer)  # LaTeX commands are not words
+    return len(_WORD_RE.findall(prose)) <= _MAX_ANSWER_WORDS
+
+
+def chosen_path(nodes: Sequence[Node], answer: str | None) -> Node | None:
+    """The best-weighted terminal among `nodes` whose answer is in `answer`'s class."""
+    if answer is None:
+        return None
+    key = answer_key(answer)
+    matching = [node for node in nodes if node.answer is not None and answer_key(node.answer) == key]
+    return max(matching, key=lambda node: node.path_reward, default=None)
 
 
 class QuerySearch:
@@ -124,10 +155,16 @@ class QuerySearch:
         return child
 
     def _outcome(self) -> SearchOutcome:
-        candidates = self.algorithm.candidates(self)
+        nodes = [n for n in self.algorithm.answer_nodes(self) if is_final_answer(n.answer)]
+        candidates = [(node.answer, node.path_reward) for node in nodes]
         answer, weight = aggregate(candidates, self.settings.search.aggregate)
         trace = [*self.steps.trace, *self.speculation.trace_rows()]
-        return SearchOutcome(answer, weight, candidates, self._stats(len(trace)), trace)
+        outcome = SearchOutcome(answer, weight, candidates, self._stats(len(trace)), trace)
+        chosen = chosen_path(nodes, answer)
+        if chosen is not None:
+            outcome.path = chosen.steps()
+            outcome.step_rewards = [node.reward for node in chosen.path()]
+        return outcome
 
     def _stats(self, requests: int) -> SearchStats:
         spec = self.speculation.stats()

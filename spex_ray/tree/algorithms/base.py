@@ -56,7 +56,13 @@ class Algorithm(Protocol):
 
     async def run(self, search: SearchDriver) -> None: ...
 
-    def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]: ...
+    def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
+        """(answer, path reward) of each node of `answer_nodes`, in that order."""
+        ...
+
+    def answer_nodes(self, search: SearchDriver) -> list[Node]:
+        """The terminal nodes whose answers are voted on (a node may repeat: one vote each)."""
+        ...
 
     def speculation(self, lookahead: int) -> SpeculationPolicy:
         """The policy that predicts this algorithm, `lookahead` steps ahead."""

@@ -93,7 +93,11 @@ class MCTS:
         return node
 
     def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
-        return [(node.answer, node.path_reward) for node in self.finals]
+        return [(node.answer, node.path_reward) for node in self.answer_nodes(search)]
+
+    def answer_nodes(self, search: SearchDriver) -> list[Node]:
+        """Each rollout's leaf, in rollout order."""
+        return list(self.finals)
 
     def speculation(self, lookahead: int) -> MCTSSpeculation:
         return MCTSSpeculation(self.expand_width, self.exploration, lookahead)

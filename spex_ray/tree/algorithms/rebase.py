@@ -70,7 +70,11 @@ class Rebase:
                 return
 
     def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
-        return [(node.answer, node.path_reward) for node in search.tree.terminals()]
+        return [(node.answer, node.path_reward) for node in self.answer_nodes(search)]
+
+    def answer_nodes(self, search: SearchDriver) -> list[Node]:
+        """Every terminal of the tree."""
+        return search.tree.terminals()
 
     def speculation(self, lookahead: int) -> RebaseSpeculation:
         return RebaseSpeculation(self, lookahead)
