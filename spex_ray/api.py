@@ -47,6 +47,15 @@ STATUS_EVERY_S = 1.0  # the live status line's refresh while no query finishes
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in the entrypoint of a submitted job
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during solve(): every finished row is saved in `output`; a rerun resumes."""
+
+    def __init__(self, output: Path | str, saved: int) -> None:
+        super().__init__(f"interrupted; {saved} rows saved in {output}")
+        self.output = output
+        self.saved = saved
+
+
 class ClusterConnectError(ConnectionError):
     """This process cannot join the Ray cluster; the message says what to set."""
 
@@ -111,6 +120,8 @@ def solve(
         if todo:  # a batch resumed whole needs no Ray
             _ensure_ray(config.run.ray_address)
             stats, allocator_stats = _run_batch(todo, config, writer, already_done=len(reused))
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(writer.output, len(writer.solutions())) from exc
     finally:
         writer.finalize()
         writer.close()

@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spex_ray import __version__
@@ -59,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError, ConnectionError) as exc:
         print(f"spex-ray: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside a solve (which says what it saved): e.g. calibrate
+        print("\nspex-ray: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -227,7 +229,7 @@ def _demo(args: argparse.Namespace) -> int:
         problems = problems_from_items(DEMO_PROBLEMS[: args.limit])
     result = solve(problems, config)
     _print_paths(result)
-    _print_summary(result)
+    _print_summary(result, config)
     print(
         "\nReal models: configs/qwen25_math_prm.yaml, configs/llemma_7b.yaml, "
         "configs/r1_distill_confidence.yaml (GPUs, policy.backend=sglang); a simulated GPU on this "
@@ -260,32 +262,20 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _run(problems, config: Config) -> int:
-    from spex_ray.api import solve
+    from spex_ray.api import RunInterrupted, solve
 
     try:
         result = solve(problems, config)
-    except KeyboardInterrupt:
+    except RunInterrupted as stop:
         rerun = "rerun the same command" if config.run.resume else "rerun without --no-resume"
-        saved = _rows_saved(config.run.output)
-        print(f"\nspex-ray: interrupted; {saved} rows saved; {rerun} to resume", file=sys.stderr)
+        print(f"\nspex-ray: interrupted; {stop.saved} rows saved; {rerun} to resume", file=sys.stderr)
         return INTERRUPTED_EXIT
-    _print_summary(result)
+    _print_summary(result, config)
     return 0 if all(s.status == "ok" for s in result.solutions) else 1
 
 
-def _rows_saved(output_dir: str) -> int:
-    """Finished rows in the run's journal (what a rerun keeps)."""
-    from spex_ray.io import RESULTS_JOURNAL
-
-    journal = Path(output_dir) / RESULTS_JOURNAL
-    if not journal.exists():
-        return 0
-    with open(journal) as lines:
-        return sum(1 for line in lines if line.strip())
-
-
-def _print_summary(result: RunResult) -> None:
-    time_scale = _modeled_time_scale(result)
+def _print_summary(result: RunResult, config: Config) -> None:
+    time_scale = _modeled_time_scale(config)
     unit = "s" if time_scale is None else "s modeled"
     print()
     for s in result.solutions:
@@ -320,6 +310,8 @@ def _print_summary(result: RunResult) -> None:
                 f"note: the engine generated for {busy:.1f} s of the {result.elapsed_s:.1f} s wall; "
                 "starting Ray and loading the model took most of the rest"
             )
+    if result.reused:
+        print(f"{result.reused} reused from {result.output_dir} (solved earlier; not in questions/min)")
     print(f"results: {result.results_path}")
     print(f"trace:   {result.trace_path}")
 
@@ -341,17 +333,12 @@ def _one_line(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
-def _modeled_time_scale(result: RunResult) -> float | None:
-    """policy.sim.time_scale when the run's engine keeps a modeled clock (its config.yaml names
-    such a backend), else None."""
-    from spex_ray.io import CONFIG_FILE
+def _modeled_time_scale(config: Config) -> float | None:
+    """policy.sim.time_scale when the run's engine keeps a modeled clock, else None."""
     from spex_ray.sim.settings import SimSettings
     from spex_ray.solution import MODELED_CLOCK_BACKENDS
 
-    path = result.output_dir / CONFIG_FILE
-    if not path.exists():
-        return None
-    policy = Config.load(path).policy
+    policy = config.policy
     return SimSettings.of(policy).time_scale if policy.backend in MODELED_CLOCK_BACKENDS else None
 
 
@@ -360,9 +347,10 @@ def _engine_time(result: RunResult) -> tuple[float, float]:
     and the time some request was running."""
     from spex_ray.io import read_trace
 
-    if not result.trace_path.exists():
+    try:
+        trace = read_trace(result.output_dir)  # a directory or a URI
+    except (FileNotFoundError, OSError):
         return 0.0, 0.0
-    trace = read_trace(result.output_dir)
     if not trace:
         return 0.0, 0.0
     intervals = sorted((row.start_time, row.end_time) for row in trace)

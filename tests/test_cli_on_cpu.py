@@ -110,6 +110,22 @@ def test_ctrl_c_with_no_resume_says_how_to_resume(tmp_path, monkeypatch, capsys)
     assert "1 rows saved; rerun without --no-resume to resume" in err
 
 
+def test_ctrl_c_counts_the_rows_of_the_default_output(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no --output: the run writes to runs/<hash>
+    _interrupt_after_one_row(monkeypatch)
+    _, _, err = _run(capsys, "solve", "--problem", "2 + 3?", "--problem", "4 + 4?")
+    assert "interrupted; 1 rows saved" in err
+
+
+def test_ctrl_c_outside_a_solve_is_one_line(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_calibrate", interrupted)  # the parser binds the handler when built
+    code, out, err = _run(capsys, "calibrate")
+    assert (code, err.strip()) == (130, "spex-ray: interrupted") and "Traceback" not in out + err
+
+
 def test_cpu_engine_sets_its_threads_and_reports_them():
     from spex_ray.actors.engine import _use_all_cpu_threads
 
