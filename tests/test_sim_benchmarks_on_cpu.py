@@ -37,3 +37,17 @@ def test_roofline_and_table_helpers():
     assert roofline_tokens_per_s(config) > 0
     lines = markdown_table([{"a": 1.5}], {"A": lambda r: f"{r['a']:.1f}"})
     assert lines == ["| A |", "|---|", "| 1.5 |"]
+
+
+def test_the_figure_check_reads_every_recorded_command_and_names_each_difference():
+    from check_figures import differences, figure_commands
+
+    commands = figure_commands()
+    assert commands["ablation"] == ["ablation", "--searches", "REBASE-16", "MCTS-10"]
+    assert {"throughput", "oracle", "specdecode", "scale"} <= set(commands)
+    committed = [{"qpm": 1.0, "variant": "baseline"}, {"qpm": float("nan"), "variant": "spex"}]
+    same = [{"qpm": 1.0, "variant": "baseline", "extra": 3}, {"qpm": float("nan"), "variant": "spex"}]
+    assert differences(same, committed) == []
+    moved = [{"qpm": 1.0, "variant": "baseline"}, {"qpm": 2.0, "variant": "spex"}]
+    assert differences(moved, committed) == ["row 1 qpm: 2.0 (committed nan)"]
+    assert differences(moved[:1], committed) == ["1 rows, 2 committed"]
