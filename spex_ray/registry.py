@@ -60,3 +60,15 @@ def load_target(path: str) -> Any:
     """The object a "module:attr" path names, importing its module."""
     module_name, _, attr = path.partition(":")
     return getattr(importlib.import_module(module_name), attr)
+
+
+def lazy_attributes(package: str, modules: dict[str, str]) -> Callable[[str], Any]:
+    """A package's module-level `__getattr__` that imports `modules[name]` on first access
+    (so a package face can re-export names without importing heavy modules up front)."""
+
+    def getattr_(name: str) -> Any:
+        if name in modules:
+            return getattr(importlib.import_module(modules[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return getattr_

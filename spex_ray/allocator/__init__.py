@@ -7,9 +7,6 @@ get_or_create_allocator, LeaseBudget) are imported lazily, on first access, so t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from spex_ray.allocator.policy import (
     USEFULNESS_FLOOR,
     BudgetBook,
@@ -18,6 +15,7 @@ from spex_ray.allocator.policy import (
     share_slots,
     utility,
 )
+from spex_ray.registry import lazy_attributes
 
 _LAZY = {
     "ALLOCATOR_NAME": "spex_ray.allocator.budget",
@@ -26,11 +24,7 @@ _LAZY = {
     "LeaseBudget": "spex_ray.allocator.lease",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

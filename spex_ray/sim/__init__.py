@@ -18,8 +18,7 @@ building a SimEngine does not load the tree search.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spex_ray.registry import lazy_attributes
 
 _LAZY = {
     "simulate": "spex_ray.sim.cluster",
@@ -27,11 +26,7 @@ _LAZY = {
     "oracle": "spex_ray.sim.replay",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["SimRun", "oracle", "simulate"]
