@@ -71,7 +71,21 @@ class PolicyConfig:
     max_new_tokens: int = 96  # per reasoning step
     temperature: float = 0.7
     top_p: float = 1.0
-    num_engines: int = 1
+    num_engines: int = 1  # a fixed pool of this many engines (when max_engines is 0)
+    # An elastic pool: between min_engines and max_engines engines, grown when the queries
+    # need more (asking the autoscaler for nodes ahead) and shrunk when one sits idle for
+    # idle_timeout_s. max_engines 0 = the fixed pool; -1 = one engine per GPU the cluster has.
+    min_engines: int = 0
+    max_engines: int = 0
+    idle_timeout_s: float = 60.0
+    queries_per_engine: int = (
+        0  # queries one engine takes before the pool grows; 0 = max_batch_size / search.width
+    )
+    restarts: int = 3  # times Ray restarts a crashed engine actor (its model reloaded)
+    freeze_timeout_s: float = 300.0  # an engine with work that finishes nothing this long is restarted
+    start_timeout_s: float = (
+        900.0  # a fixed pool's engine not started by then is an error naming what it needs
+    )
     num_gpus: float = 0.0  # per engine actor; 0 = tp GPUs where the backend needs GPUs, else none
     num_cpus: float = 1.0  # per engine actor
     cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
@@ -112,6 +126,22 @@ class PolicyConfig:
         check(self.temperature >= 0, "policy.temperature", "must be >= 0")
         check(0 < self.top_p <= 1, "policy.top_p", "must be in (0, 1]")
         check(self.num_engines >= 1, "policy.num_engines", "must be >= 1")
+        check(self.min_engines >= 0, "policy.min_engines", "must be >= 0")
+        check(
+            self.max_engines >= -1,
+            "policy.max_engines",
+            "must be >= 1, or 0 (fixed pool), or -1 (one per GPU)",
+        )
+        check(
+            self.max_engines <= 0 or self.max_engines >= self.min_engines,
+            "policy.max_engines",
+            "must be >= policy.min_engines",
+        )
+        check(self.idle_timeout_s > 0, "policy.idle_timeout_s", "must be > 0")
+        check(self.queries_per_engine >= 0, "policy.queries_per_engine", "must be >= 0 (0 = auto)")
+        check(self.restarts >= 0, "policy.restarts", "must be >= 0")
+        check(self.freeze_timeout_s > 0, "policy.freeze_timeout_s", "must be > 0")
+        check(self.start_timeout_s > 0, "policy.start_timeout_s", "must be > 0")
         check(self.num_gpus >= 0, "policy.num_gpus", "must be >= 0")
         check(self.knee >= 0, "policy.knee", "must be >= 0 (0 = auto)")
         check(self.tp >= 1, "policy.tp", "must be >= 1")

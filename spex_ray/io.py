@@ -41,6 +41,8 @@ class TraceRow:
     `enqueue_time`, `start_time`, `end_time` absolute; `enqueue_s`, `start_s`, `end_s` the
     same in seconds since the batch's first request was enqueued (filled when the run's
     trace.parquet is written; None before; a resumed run counts from its first run's start).
+    `engine` served the request; `attempts` > 1 says its first engine went away while it
+    ran and it was re-issued (same id and seed) on `engine`.
     """
 
     query: str
@@ -59,6 +61,8 @@ class TraceRow:
     enqueue_time: float
     start_time: float
     end_time: float
+    engine: str = ""
+    attempts: int = 1
     enqueue_s: float | None = None
     start_s: float | None = None
     end_s: float | None = None
@@ -70,11 +74,12 @@ class TraceRow:
     def from_dict(cls, row: Mapping[str, Any]) -> TraceRow:
         """The record of a trace.parquet (or journal) row, read column by column (the
         relative times may be missing: rows journaled before the trace was written)."""
-        return cls(**{name: row[name] for name in TRACE_COLUMNS if name in row or name not in _RELATIVE})
+        return cls(**{name: row[name] for name in TRACE_COLUMNS if name in row or name in _REQUIRED})
 
 
 TRACE_COLUMNS = tuple(f.name for f in dataclasses.fields(TraceRow))
 _RELATIVE = {"enqueue_s": "enqueue_time", "start_s": "start_time", "end_s": "end_time"}
+_REQUIRED = {f.name for f in dataclasses.fields(TraceRow) if f.default is dataclasses.MISSING}
 
 
 def with_relative_times(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -136,6 +141,9 @@ class Solution(SearchStats):
     candidates: list[str] = field(default_factory=list)
     path: list[str] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
+    engine: str = ""  # the engine the query ended on
+    retries: int = 0  # its requests re-issued because their engine went away
+    attempts: int = 1  # times the query was started: > 1 after its tree actor died
 
     @classmethod
     def failed(
@@ -174,7 +182,7 @@ RESULT_COLUMNS = (  # the column order of results.parquet
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
-    "path", "step_rewards",
+    "path", "step_rewards", "engine", "retries", "attempts",
 )  # fmt: skip
 _RESULT_NAMES = frozenset(RESULT_COLUMNS)
 

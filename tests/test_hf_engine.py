@@ -32,7 +32,7 @@ def engine(loop):
 
 
 def _prompt(engine: HFEngine, question: str) -> str:
-    return engine.render_chat([{"role": "user", "content": question}])
+    return engine.chat_template().render([{"role": "user", "content": question}])
 
 
 async def _wait_until(predicate, timeout: float = 30.0) -> None:

@@ -76,6 +76,10 @@ class BudgetAllocator:
         """Add an engine, or change its knee."""
         self._book.set_engine(engine_id, knee)
 
+    async def deregister_engine(self, engine_id: str) -> None:
+        """The engine left the pool."""
+        self._book.remove_engine(engine_id)
+
     async def report_main(self, engine_id: str, n: int) -> None:
         """The engine now runs `n` primary sequences."""
         self._book.report_main(engine_id, n)
@@ -128,9 +132,9 @@ def get_or_create_allocator(
     If it already exists with another policy, the policy is switched (with a warning):
     sequential benchmarks of fifo vs utility in one driver must not silently reuse the first.
     """
-    handle = BudgetAllocator.options(name=ALLOCATOR_NAME, namespace=namespace, get_if_exists=True).remote(
-        mode=mode, tau=tau, default_knee=default_knee
-    )
+    # restarted if it dies: engines re-register and queries re-report, so speculation resumes
+    options = {"name": ALLOCATOR_NAME, "namespace": namespace, "get_if_exists": True, "max_restarts": 3}
+    handle = BudgetAllocator.options(**options).remote(mode=mode, tau=tau, default_knee=default_knee)
     wanted = {"mode": mode, "tau": float(tau), "default_knee": int(default_knee)}
     current = ray.get(handle.config.remote())
     if current != wanted:

@@ -25,6 +25,9 @@ class LocalAllocator:
     def register_engine(self, engine_id: str, knee: int) -> None:
         self.book.set_engine(engine_id, knee)
 
+    def deregister_engine(self, engine_id: str) -> None:
+        self.book.remove_engine(engine_id)
+
     def report_main(self, engine_id: str, main_in_flight: int) -> None:
         """The engine's MAIN requests in flight changed: re-share and wake queries that gained."""
         if self.book.engines().get(engine_id, {}).get("main") != main_in_flight:
@@ -83,6 +86,15 @@ class LocalBudget:
         )
         self.allocator.book.update(demand)
         self.allocator._schedule_notify(self.engine_id)  # others on the engine may have gained slots
+
+    def move(self, engine_id: str) -> None:
+        """The query moved to `engine_id`: its demand is re-shared there."""
+        budgets = self.allocator._budgets
+        budgets.get(self.engine_id, {}).pop(self.query_id, None)
+        self.allocator.book.release(self.query_id)
+        self.allocator._schedule_notify(self.engine_id)
+        self.engine_id = engine_id
+        budgets.setdefault(engine_id, {})[self.query_id] = self
 
     def check_grant(self) -> None:
         """Wake the search if the grant grew since it last looked."""

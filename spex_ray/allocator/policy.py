@@ -187,6 +187,15 @@ class BudgetBook:
         self._knee[engine_id] = int(knee)
         self._recompute(engine_id)
 
+    def remove_engine(self, engine_id: str) -> None:
+        """Forget an engine (removed from the pool) and the demands on it; queries that moved
+        off it report again on their new engine."""
+        for demand in list(self._by_engine.get(engine_id, {}).values()):
+            self._remove(demand)
+        self._knee.pop(engine_id, None)
+        self._main.pop(engine_id, None)
+        self.version += 1
+
     def report_main(self, engine_id: str, main_in_flight: int) -> None:
         """Record how many primary sequences the engine is running; shrinks or grows its budget."""
         if main_in_flight < 0:

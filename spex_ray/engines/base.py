@@ -11,7 +11,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from spex_ray.engines.chat import ChatTemplate
 
 
 class Priority(IntEnum):
@@ -87,6 +90,8 @@ class GenResult:
     end_time: float = 0.0
     error: str | None = None
     meta: dict[str, float] = field(default_factory=dict)  # backend extras, e.g. spec-decoding acceptance
+    engine: str = ""  # the engine that served it (set by the query's RoutedClient)
+    attempts: int = 1  # engines tried: > 1 when its first engine went away mid-request
 
     @property
     def queue_seconds(self) -> float:
@@ -142,8 +147,11 @@ class Engine(Protocol):
     abort() of an unknown or finished request is a no-op; load() reports the current
     work; knee() is the concurrency up to which a decode step costs about the same (the
     allocator's budget; max_batch_size where the engine has no model of it); close() frees
-    the model. render_chat() turns chat messages into the prompt text the model expects.
+    the model. chat_template() is how the model wants chat messages turned into a prompt,
+    as a value its callers render themselves. `name` is the engine's own name.
     """
+
+    name: str
 
     async def start(self) -> None: ...
 
@@ -155,6 +163,6 @@ class Engine(Protocol):
 
     def knee(self) -> int: ...
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str: ...
+    def chat_template(self) -> ChatTemplate: ...
 
     async def close(self) -> None: ...

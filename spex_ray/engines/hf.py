@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from spex_ray.config import PolicyConfig
 from spex_ray.engines.admission import AdmissionQueue, queue_load, request_problem
 from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, failed_result
+from spex_ray.engines.chat import ChatTemplate
 from spex_ray.engines.hf_sampling import SeedKeys, install_sampler, install_seed_keys
 from spex_ray.engines.hf_settings import HFSettings
 from spex_ray.engines.meter import LoadMeter
@@ -362,10 +363,8 @@ class HFEngine:
         """No model of this engine's step time: its batch size (measure one with `spex-ray calibrate`)."""
         return self.policy.max_batch_size
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
-        return self._load_tokenizer().apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
+    def chat_template(self) -> ChatTemplate:
+        return ChatTemplate.of_tokenizer(self._load_tokenizer())
 
     def _decode(self, token_ids: list[int]) -> str:
         return self._tokenizer.decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)

@@ -32,6 +32,7 @@ from typing import Any
 from spex_ray.config import PolicyConfig
 from spex_ray.engines.admission import request_problem
 from spex_ray.engines.base import EngineLoad, GenRequest, GenResult, Priority, failed_result
+from spex_ray.engines.chat import ChatTemplate
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.engines.models import resolve_model
 from spex_ray.engines.sglang_args import generate_kwargs, nccl_port, score_rows, server_args, to_gen_result
@@ -253,23 +254,15 @@ class SGLangEngine:
             )
         return self._tokenizer
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
-        """The model's chat template; models without one (e.g. Llemma) get plain_chat()."""
-        tokenizer = self.tokenizer()
-        if not getattr(tokenizer, "chat_template", None):
-            return plain_chat(messages)
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    def chat_template(self) -> ChatTemplate:
+        """The model's chat template; models without one (e.g. Llemma) get the plain style."""
+        return ChatTemplate.of_tokenizer(self.tokenizer())
 
 
 def split_running(main: int, spec: int, capacity: int) -> tuple[int, int]:
     """(running MAIN, running SPEC) of the requests in flight: MAIN fill the batch first."""
     running_main = min(main, capacity)
     return running_main, min(spec, capacity - running_main)
-
-
-def plain_chat(messages: list[dict[str, str]]) -> str:
-    """A prompt for a model without a chat template: the messages' contents, blank-line separated."""
-    return "".join(m.get("content", "").strip() + "\n\n" for m in messages)
 
 
 def _port_is_free(port: int) -> bool:

@@ -40,11 +40,12 @@ from typing import Any
 from spex_ray.config import PolicyConfig
 from spex_ray.engines.admission import AdmissionQueue, queue_load
 from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult
+from spex_ray.engines.chat import ChatTemplate
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.sim.cache import PrefixCache
 from spex_ray.sim.settings import SimSettings, load_workload
 from spex_ray.sim.timing import IterationWork
-from spex_ray.sim.workload import StepPlan, WorkloadParams, plan_step, render_chat, tokenize
+from spex_ray.sim.workload import StepPlan, WorkloadParams, plan_step, tokenize
 
 SIM_EPOCH = 1_700_000_000.0  # modeled time 0 (2023-11-14T22:13:20Z), fixed for reproducible traces
 
@@ -202,9 +203,9 @@ class SimEngine:
             self._meter, (s.request.priority for s in self._running.values()), self._queue, self.clock()
         )
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
-        """ "<|system|>\\n...\\n<|user|>\\n...\\n<|assistant|>\\n" (workload.render_chat)."""
-        return render_chat(messages)
+    def chat_template(self) -> ChatTemplate:
+        """The sim style: "<|system|>\\n...\\n<|user|>\\n...\\n<|assistant|>\\n" (workload.render_chat)."""
+        return ChatTemplate(renderer="spex_ray.sim.workload:render_chat")
 
     async def close(self) -> None:
         """Stop the loop; requests still queued or running resolve with finish "abort"."""

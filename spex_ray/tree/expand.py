@@ -125,6 +125,8 @@ class StepGenerator:
             enqueue_time=result.enqueue_time,
             start_time=result.start_time,
             end_time=result.end_time,
+            engine=result.engine,
+            attempts=result.attempts,
         )
 
     def _child(self, parent: Node, k: int, result: GenResult, reward: float) -> Node:
