@@ -1,9 +1,11 @@
 """A driver run against a fake autoscaling cluster (tests/fake_cluster.py) by
 tests/test_fake_cluster.py: it asks the autoscaler for GPU nodes, places a one-GPU actor,
-loses that actor's node without notice, and hands every node back, printing one JSON line
-per event with the seconds since the step began.
+loses that actor's node without notice, and hands every node back, writing one JSON line
+per event, with the seconds since the step began, to EVENTS_FILE (not stdout, where Ray
+prints its own notices).
 
-    python tests/autoscale_driver.py NODES CLUSTER_TEMP_DIR   (RAY_ADDRESS and token auth set)
+    python tests/autoscale_driver.py NODES CLUSTER_TEMP_DIR EVENTS_FILE
+    (RAY_ADDRESS and token auth set: FakeCluster.client_env())
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ from ray.autoscaler.sdk import request_resources
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_cluster import kill_node  # noqa: E402
 
-POLL_S = 0.1
+POLL_S = 0.2
 
 
 def report(event: str, **fields) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
+    with open(sys.argv[3], "a") as events:
+        events.write(json.dumps({"event": event, **fields}) + "\n")
+
+
+def read_events(path: Path) -> dict[str, dict]:
+    """The events a run wrote, by name."""
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    return {event.pop("event"): event for event in events}
 
 
 def gpu_nodes() -> set[str]:

@@ -140,7 +140,7 @@ def wait_until_up(cluster: FakeCluster, log: Path, timeout: float = 90) -> None:
     raise TimeoutError(f"the fake cluster at {cluster.address} did not come up:\n{log.read_text()[-3000:]}")
 
 
-def stop(head: subprocess.Popen, grace: float = 5) -> None:
+def stop(head: subprocess.Popen, grace: float = 2) -> None:
     """End the head's process group (GCS, autoscaler, the fake nodes it launched). The GCS
     and `ray start --block` linger for ~20 s on SIGTERM; nothing of theirs outlives the
     test, so they get SIGKILL after `grace` seconds."""

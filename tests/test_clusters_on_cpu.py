@@ -25,7 +25,7 @@ from ray.autoscaler._private.providers import _get_node_provider_cls
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from spex_ray import cli
-from spex_ray.config import Config
+from spex_ray.config import Config, ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTERS = REPO / "clusters"
@@ -225,3 +225,64 @@ def test_the_rayjob_runs_a_solve_on_such_a_cluster():
     assert args.config.startswith(f"{IMAGE_CHECKOUT}/")
     config = Config.load(REPO / args.config.removeprefix(f"{IMAGE_CHECKOUT}/"), cli._overrides(args))
     assert config.run.output.startswith(("s3://", "gs://"))  # a job's output outlives its pods
+
+
+def readme_cluster_commands() -> list[list[str]]:
+    """The commands of the README's "Running on a cluster" code blocks, as argv lists
+    (continuation lines joined, comments and trailing `&` dropped)."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Running on a cluster\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert len(blocks) >= 3, "the cluster section's command blocks"
+    argvs = []
+    for block in blocks:
+        check = subprocess.run(["bash", "-n", "-c", block], capture_output=True, text=True)
+        assert check.returncode == 0, f"{block}\n{check.stderr}"
+        for line in block.replace("\\\n", " ").splitlines():
+            argv = shlex.split(line, comments=True)
+            argvs.append(argv[:-1] if argv and argv[-1] == "&" else argv)
+    return [argv for argv in argvs if argv]
+
+
+def ray_command(argv: list[str]):
+    """Parse a `ray ...` argv with Ray's own CLI (click), down to its subcommand, without
+    running it."""
+    import click
+    from ray.scripts.scripts import cli as ray_cli
+
+    command, args = ray_cli, argv[1:]
+    while isinstance(command, click.Group):
+        context = click.Context(command, info_name=args[0])
+        command, args = command.get_command(context, args[0]), args[1:]
+        assert command is not None, f"{argv}: no such ray command"
+    return command.make_context(command.name, args)
+
+
+def test_the_readme_cluster_commands_parse_and_name_files_of_this_checkout():
+    argvs = readme_cluster_commands()
+    for argv in argvs:
+        if argv[0] == "ray":
+            ray_command(argv)
+        for word in argv:
+            for path in re.findall(r"\b((?:clusters|configs)/[\w./-]+\.\w+|clusters/[\w/-]+)", word):
+                assert (REPO / path).exists(), f"{argv}: {path} is not in this checkout"
+    names = {" ".join(argv[:2]) for argv in argvs}
+    assert {"ray up", "ray down", "ray dashboard", "ray job", "kubectl apply", "docker build"} <= names
+
+
+@pytest.mark.xfail(
+    raises=ConfigError,
+    strict=True,
+    reason="policy.min_engines / max_engines / idle_timeout_s come with the elastic engine pool (issue 10); "
+    "when it lands this passes: remove the mark",
+)
+def test_the_readme_job_runs_a_valid_solve_config():
+    argvs = readme_cluster_commands()
+    exports = dict(
+        arg.split("=", 1) for argv in argvs if argv[0] == "export" for arg in argv[1:] if "=" in arg
+    )
+    (submit,) = [argv for argv in argvs if argv[:3] == ["ray", "job", "submit"]]
+    entrypoint = submit[submit.index("--") + 1 :]
+    assert entrypoint[:2] == ["spex-ray", "solve"]
+    args = cli._parser().parse_args([arg.replace("${RUNS:?}", exports["RUNS"]) for arg in entrypoint[1:]])
+    Config.load(REPO / args.config, cli._overrides(args))

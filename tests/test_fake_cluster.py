@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from autoscale_driver import read_events
 from fake_cluster import BIN, start_fake_cluster
 
 pytestmark = pytest.mark.slow
@@ -27,21 +28,20 @@ def fake_cluster(tmp_path_factory):
         yield cluster
 
 
-def run_driver(cluster) -> dict[str, dict]:
+def run_driver(cluster, events: Path) -> dict[str, dict]:
     proc = subprocess.run(
-        [sys.executable, str(DRIVER), str(NODES), str(cluster.temp_dir)],
+        [sys.executable, str(DRIVER), str(NODES), str(cluster.temp_dir), str(events)],
         env=cluster.client_env(),
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return {event.pop("event"): event for event in events}
+    return read_events(events)
 
 
-def test_gpu_nodes_come_on_request_are_replaced_when_lost_and_go_when_idle(fake_cluster):
-    events = run_driver(fake_cluster)
+def test_gpu_nodes_come_on_request_are_replaced_when_lost_and_go_when_idle(fake_cluster, tmp_path):
+    events = run_driver(fake_cluster, tmp_path / "events.jsonl")
     print(json.dumps(events, indent=1))  # the latencies, with -s
 
     up, actor = events["all_nodes_alive"], events["actor_running"]
