@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from autoscale_driver import read_events  # noqa: E402
+from autoscale_driver import run_against  # noqa: E402
 from fake_cluster import start_fake_cluster  # noqa: E402
 
-DRIVER = Path(__file__).resolve().parents[1] / "tests" / "autoscale_driver.py"
 EVENTS = {
     "first_node_alive": "request -> first GPU node alive",
     "actor_running": "request -> one-GPU actor running",
@@ -35,16 +33,7 @@ EVENTS = {
 
 
 def one_run(cluster, nodes: int, events: Path) -> dict[str, float]:
-    proc = subprocess.run(
-        [sys.executable, str(DRIVER), str(nodes), str(cluster.temp_dir), str(events)],
-        env=cluster.client_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
-    return {name: event["seconds"] for name, event in read_events(events).items()}
+    return {name: event["seconds"] for name, event in run_against(cluster, nodes, events).items()}
 
 
 def main() -> None:

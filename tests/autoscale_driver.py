@@ -1,8 +1,8 @@
 """A driver run against a fake autoscaling cluster (tests/fake_cluster.py) by
-tests/test_fake_cluster.py: it asks the autoscaler for GPU nodes, places a one-GPU actor,
-loses that actor's node without notice, and hands every node back, writing one JSON line
-per event, with the seconds since the step began, to EVENTS_FILE (not stdout, where Ray
-prints its own notices).
+tests/test_fake_cluster.py and benchmarks/fake_autoscaler.py: it asks the autoscaler for
+GPU nodes, places a one-GPU actor, loses that actor's node without notice, and hands
+every node back, writing one JSON line per event, with the seconds since the step began,
+to EVENTS_FILE (not stdout, where Ray prints its own notices).
 
     python tests/autoscale_driver.py NODES CLUSTER_TEMP_DIR EVENTS_FILE
     (RAY_ADDRESS and token auth set: FakeCluster.client_env())
@@ -11,6 +11,7 @@ prints its own notices).
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ import ray
 from ray.autoscaler.sdk import request_resources
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_cluster import kill_node  # noqa: E402
+from fake_cluster import FakeCluster, kill_node  # noqa: E402
 
 POLL_S = 0.2
 
@@ -29,10 +30,22 @@ def report(event: str, **fields) -> None:
         events.write(json.dumps({"event": event, **fields}) + "\n")
 
 
-def read_events(path: Path) -> dict[str, dict]:
-    """The events a run wrote, by name."""
-    events = [json.loads(line) for line in path.read_text().splitlines()]
-    return {event.pop("event"): event for event in events}
+def run_against(cluster: FakeCluster, nodes: int, events: Path, timeout: float = 300) -> dict[str, dict]:
+    """Run this driver as a client of `cluster` (a subprocess); its events
+    by name. Raises with the driver's output if it fails."""
+    proc = subprocess.run(
+        [sys.executable, __file__, str(nodes), str(cluster.temp_dir), str(events)],
+        env=cluster.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"the driver failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
+    lines = events.read_text().splitlines()
+    return {event.pop("event"): event for event in map(json.loads, lines)}
 
 
 def gpu_nodes() -> set[str]:

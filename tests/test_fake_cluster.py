@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from autoscale_driver import read_events
+from autoscale_driver import run_against
 from fake_cluster import BIN, start_fake_cluster
 
 pytestmark = pytest.mark.slow
 
-DRIVER = Path(__file__).parent / "autoscale_driver.py"
 NODES = 3
 
 
@@ -28,20 +25,8 @@ def fake_cluster(tmp_path_factory):
         yield cluster
 
 
-def run_driver(cluster, events: Path) -> dict[str, dict]:
-    proc = subprocess.run(
-        [sys.executable, str(DRIVER), str(NODES), str(cluster.temp_dir), str(events)],
-        env=cluster.client_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return read_events(events)
-
-
 def test_gpu_nodes_come_on_request_are_replaced_when_lost_and_go_when_idle(fake_cluster, tmp_path):
-    events = run_driver(fake_cluster, tmp_path / "events.jsonl")
+    events = run_against(fake_cluster, NODES, tmp_path / "events.jsonl")
     print(json.dumps(events, indent=1))  # the latencies, with -s
 
     up, actor = events["all_nodes_alive"], events["actor_running"]
