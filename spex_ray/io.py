@@ -41,6 +41,8 @@ class TraceRow:
     `enqueue_time`, `start_time`, `end_time` absolute; `enqueue_s`, `start_s`, `end_s` the
     same in seconds since the batch's first request was enqueued (filled when the run's
     trace.parquet is written; None before; a resumed run counts from its first run's start).
+    `engine` names the engine that served the request ("engine-0"; "" when the client has no
+    name); `reward` is the child's step reward (None when the request produced no child).
     """
 
     query: str
@@ -62,6 +64,8 @@ class TraceRow:
     enqueue_s: float | None = None
     start_s: float | None = None
     end_s: float | None = None
+    engine: str = ""
+    reward: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,11 +73,13 @@ class TraceRow:
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> TraceRow:
         """The record of a trace.parquet (or journal) row, read column by column (the
-        relative times may be missing: rows journaled before the trace was written)."""
-        return cls(**{name: row[name] for name in TRACE_COLUMNS if name in row or name not in _RELATIVE})
+        columns with a default may be missing: the relative times of rows journaled before
+        the trace was written, the engine and reward of older runs)."""
+        return cls(**{name: row[name] for name in TRACE_COLUMNS if name in row or name not in _DEFAULTED})
 
 
 TRACE_COLUMNS = tuple(f.name for f in dataclasses.fields(TraceRow))
+_DEFAULTED = frozenset(f.name for f in dataclasses.fields(TraceRow) if f.default is not dataclasses.MISSING)
 _RELATIVE = {"enqueue_s": "enqueue_time", "start_s": "start_time", "end_s": "end_time"}
 
 
@@ -119,7 +125,8 @@ class Solution(SearchStats):
     search's start on Ray, modeled seconds from admission in the simulator. `candidates`
     are the answers voted on (one per answered path, only real answers: no None, no
     sentence fragment); `path` is the chosen path's steps (the best-rewarded path whose
-    answer is in the winning class) and `step_rewards` the reward of each of its steps.
+    answer is in the winning class) and `step_rewards` the reward of each of its steps;
+    `answer_node` is the id of that path's last node (None when nothing answered).
     """
 
     id: str
@@ -136,6 +143,7 @@ class Solution(SearchStats):
     candidates: list[str] = field(default_factory=list)
     path: list[str] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
+    answer_node: str | None = None
 
     @classmethod
     def failed(
@@ -174,7 +182,7 @@ RESULT_COLUMNS = (  # the column order of results.parquet
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
-    "path", "step_rewards",
+    "path", "step_rewards", "answer_node",
 )  # fmt: skip
 _RESULT_NAMES = frozenset(RESULT_COLUMNS)
 
@@ -316,6 +324,16 @@ def read_results(output_dir: str | Path) -> list[dict[str, Any]]:
 def read_trace(output_dir: str | Path) -> list[TraceRow]:
     """Requests of a finished run's trace.parquet (a directory or a URI)."""
     return [TraceRow.from_dict(row) for row in _read_parquet(output_dir, TRACE_FILE).to_pylist()]
+
+
+def read_journals(output_dir: str | Path) -> tuple[list[dict[str, Any]], list[TraceRow]]:
+    """The rows and requests a local run has journaled so far (a run still in progress, or
+    one stopped before its Parquet files were written): one row per problem, the latest (a
+    retried problem's new row replaces its failed one), and the requests with relative times."""
+    directory = Path(output_dir)
+    rows = {row["id"]: row for row in _read_journal(directory / RESULTS_JOURNAL) if "id" in row}
+    trace = with_relative_times(_read_journal(directory / TRACE_JOURNAL))
+    return list(rows.values()), [TraceRow.from_dict(row) for row in trace]
 
 
 def _read_parquet(output_dir: str | Path, name: str) -> pa.Table:

@@ -37,12 +37,12 @@ RESULTS_PARQUET_COLUMNS = [
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
-    "path", "step_rewards",
+    "path", "step_rewards", "answer_node",
 ]  # fmt: skip
 TRACE_PARQUET_COLUMNS = [
     "query", "node", "depth", "terminal", "answered", "request_id", "kind", "outcome", "seed",
     "finish_reason", "prompt_tokens", "cached_tokens", "completion_tokens", "enqueue_time",
-    "start_time", "end_time", "enqueue_s", "start_s", "end_s",
+    "start_time", "end_time", "enqueue_s", "start_s", "end_s", "engine", "reward",
 ]  # fmt: skip
 
 

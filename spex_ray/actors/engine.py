@@ -11,7 +11,7 @@ import ray
 from spex_ray.config import PolicyConfig
 from spex_ray.engines import EngineLoad, GenRequest, GenResult, build_engine
 from spex_ray.engines.hf_settings import HFSettings
-from spex_ray.progress import LiveStats
+from spex_ray.progress import LiveStats, RequestCounters
 
 
 @ray.remote
@@ -24,7 +24,7 @@ class EngineActor:
         self.cpu_threads = _use_all_cpu_threads(policy)
         self.engine = build_engine(policy, name)
         self._reporter: asyncio.Task | None = None
-        self._steps_done = 0
+        self._counters = RequestCounters()
 
     async def start(self) -> dict[str, Any]:
         await self.engine.start()
@@ -41,12 +41,12 @@ class EngineActor:
 
     async def generate(self, request: GenRequest) -> GenResult:
         result = await self.engine.generate(request)
-        self._steps_done += 1
+        self._counters.count(request, result)
         return result
 
-    async def progress(self) -> tuple[EngineLoad, int]:
-        """The engine's load and the requests it has finished, for the live status line."""
-        return self.engine.load(), self._steps_done
+    async def progress(self) -> tuple[EngineLoad, RequestCounters]:
+        """The engine's load and what it has served so far, for the live status line."""
+        return self.engine.load(), self._counters
 
     async def abort(self, request_id: str) -> None:
         await self.engine.abort(request_id)
@@ -122,10 +122,7 @@ class EngineMonitor:
             reports = ray.get(pending)
         except ray.exceptions.RayError:  # a dead engine fails its queries, not the status line
             return None
-        return LiveStats(
-            steps_done=sum(steps for _, steps in reports),
-            tokens_per_second=sum(load.tokens_per_second for load, _ in reports),
-        )
+        return LiveStats.of(reports)
 
     def _answered(self) -> bool:
         ready, _ = ray.wait(self._pending, num_returns=len(self._pending), timeout=0)

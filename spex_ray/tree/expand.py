@@ -106,8 +106,10 @@ class StepGenerator:
     def row(
         self, request: GenRequest, result: GenResult, node_id: str, outcome: str, child: Node | None = None
     ) -> TraceRow:
-        """One request of the trace; `child` (the scored node, if any) adds whether it ended a
-        path (terminal) with an answer (answered), which workload calibration reads."""
+        """One request of the trace; `child` (the scored node, if any) adds its reward and
+        whether it ended a path (terminal) with an answer (answered), which workload
+        calibration reads. The engine is the client's `engine_name` (the engine actor or
+        simulated engine the query is pinned to), "" for a client without one."""
         return TraceRow(
             query=self.query.id,
             node=node_id,
@@ -125,6 +127,8 @@ class StepGenerator:
             enqueue_time=result.enqueue_time,
             start_time=result.start_time,
             end_time=result.end_time,
+            engine=getattr(self.engine, "engine_name", ""),
+            reward=child.reward if child is not None else None,
         )
 
     def _child(self, parent: Node, k: int, result: GenResult, reward: float) -> Node:
