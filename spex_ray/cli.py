@@ -37,6 +37,7 @@ MAIN_EPILOG = """examples:
   spex-ray demo                                   # 2 GSM8K problems on the embedded CPU model
   spex-ray solve --problem "What is 17 * 23?"
   spex-ray solve --help                           # options, defaults and more examples
+  spex-ray report runs/demo                       # the demo's run as an HTML page
   spex-ray config show                            # every config key and its default"""
 
 REPORT_EXAMPLES = """examples:

@@ -116,6 +116,11 @@ def _natural(text: str) -> tuple:
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text))
 
 
+def _short(answer: str | None, chars: int = 24) -> str:
+    text = str(answer)
+    return text if len(text) <= chars else text[: chars - 3] + "..."
+
+
 def _height(nodes: dict[str, TreeNode]) -> int:
     leaves = 1 + max((node.y for node in nodes.values()), default=0)
     return int(min(MAX_HEIGHT_PX, max(MIN_HEIGHT_PX, ROW_PX * leaves + 200)))
@@ -172,7 +177,9 @@ def _query_traces(solution: Solution, nodes: dict[str, TreeNode]) -> list[go.Sca
             "#dddddd",
             1.0,
         ),
-        _edges(nodes, [nodes[i] for i in path[1:]], f"answer path ({solution.answer})", "#e377c2", 4.0),
+        _edges(
+            nodes, [nodes[i] for i in path[1:]], f"answer path ({_short(solution.answer)})", "#e377c2", 4.0
+        ),
     ]
     root = nodes[ROOT_ID]
     items.append(
@@ -236,7 +243,7 @@ def _picker(shown: Sequence[Solution], spans: list[tuple[int, int]], total: int)
     for solution, (first, last) in zip(shown, spans, strict=True):
         visible = [first <= i < last for i in range(total)]
         verdict = {True: "correct", False: "wrong", None: "ungraded"}[solution.correct]
-        label = f"{solution.id}: {solution.answer} ({verdict})"
+        label = f"{solution.id}: {_short(solution.answer)} ({verdict})"
         buttons.append({"label": label, "method": "update", "args": [{"visible": visible}]})
     return {
         "buttons": buttons,
