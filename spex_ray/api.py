@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -38,7 +39,7 @@ from spex_ray.io import (
     output_file,
 )
 from spex_ray.outputs import OutputError, is_uri
-from spex_ray.progress import Progress
+from spex_ray.progress import CONSOLE, Progress
 from spex_ray.resume import default_output, search_identity
 from spex_ray.tasks import Problem, load_problems, problems_from_items
 
@@ -98,6 +99,11 @@ class RunResult(BatchResult):
     def trace_path(self) -> Path | str:
         return output_file(self.output_dir, TRACE_FILE)
 
+    @property
+    def report_command(self) -> str:
+        """The command that writes this run's HTML report (spex_ray/report/)."""
+        return f"spex-ray report {shlex.quote(str(self.output_dir))}"
+
 
 def solve(
     problems: Iterable[str | dict | Problem] | None = None,
@@ -130,7 +136,10 @@ def solve(
     finished = {solution.id: solution for solution in writer.solutions()}
     solutions = [finished[p.id] for p in batch if p.id in finished]
     elapsed = time.time() - started
-    return RunResult(solutions, writer.output, elapsed, stats, allocator_stats, reused=len(reused))
+    result = RunResult(solutions, writer.output, elapsed, stats, allocator_stats, reused=len(reused))
+    if config.run.progress != "off":
+        CONSOLE.print(f"spex-ray: see the run: {result.report_command}")
+    return result
 
 
 def _load_config(config: Config | str | Path | None, overrides: Sequence[str]) -> Config:

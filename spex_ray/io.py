@@ -41,8 +41,9 @@ class TraceRow:
     `enqueue_time`, `start_time`, `end_time` absolute; `enqueue_s`, `start_s`, `end_s` the
     same in seconds since the batch's first request was enqueued (filled when the run's
     trace.parquet is written; None before; a resumed run counts from its first run's start).
-    `engine` served the request; `attempts` > 1 says its first engine went away while it
-    ran and it was re-issued (same id and seed) on `engine`.
+    `engine` served the request ("engine-0"); `attempts` > 1 says its first engine went away
+    while it ran and it was re-issued (same id and seed) on `engine`; `reward` is the child's
+    step reward (None when the request produced no child).
     """
 
     query: str
@@ -63,6 +64,7 @@ class TraceRow:
     end_time: float
     engine: str = ""
     attempts: int = 1
+    reward: float | None = None
     enqueue_s: float | None = None
     start_s: float | None = None
     end_s: float | None = None
@@ -73,13 +75,14 @@ class TraceRow:
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> TraceRow:
         """The record of a trace.parquet (or journal) row, read column by column (the
-        relative times may be missing: rows journaled before the trace was written)."""
-        return cls(**{name: row[name] for name in TRACE_COLUMNS if name in row or name in _REQUIRED})
+        columns with a default may be missing: the relative times of rows journaled before
+        the trace was written, the engine and reward of older runs)."""
+        return cls(**{name: row[name] for name in TRACE_COLUMNS if name in row or name not in _DEFAULTED})
 
 
 TRACE_COLUMNS = tuple(f.name for f in dataclasses.fields(TraceRow))
+_DEFAULTED = frozenset(f.name for f in dataclasses.fields(TraceRow) if f.default is not dataclasses.MISSING)
 _RELATIVE = {"enqueue_s": "enqueue_time", "start_s": "start_time", "end_s": "end_time"}
-_REQUIRED = {f.name for f in dataclasses.fields(TraceRow) if f.default is dataclasses.MISSING}
 
 
 def with_relative_times(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -124,7 +127,8 @@ class Solution(SearchStats):
     search's start on Ray, modeled seconds from admission in the simulator. `candidates`
     are the answers voted on (one per answered path, only real answers: no None, no
     sentence fragment); `path` is the chosen path's steps (the best-rewarded path whose
-    answer is in the winning class) and `step_rewards` the reward of each of its steps.
+    answer is in the winning class) and `step_rewards` the reward of each of its steps;
+    `answer_node` is the id of that path's last node (None when nothing answered).
     """
 
     id: str
@@ -144,6 +148,7 @@ class Solution(SearchStats):
     engine: str = ""  # the engine the query ended on
     retries: int = 0  # its requests re-issued because their engine went away
     attempts: int = 1  # times the query was started: > 1 after its tree actor died
+    answer_node: str | None = None
 
     @classmethod
     def failed(
@@ -182,7 +187,7 @@ RESULT_COLUMNS = (  # the column order of results.parquet
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
-    "path", "step_rewards", "engine", "retries", "attempts",
+    "path", "step_rewards", "answer_node", "engine", "retries", "attempts",
 )  # fmt: skip
 _RESULT_NAMES = frozenset(RESULT_COLUMNS)
 
@@ -324,6 +329,16 @@ def read_results(output_dir: str | Path) -> list[dict[str, Any]]:
 def read_trace(output_dir: str | Path) -> list[TraceRow]:
     """Requests of a finished run's trace.parquet (a directory or a URI)."""
     return [TraceRow.from_dict(row) for row in _read_parquet(output_dir, TRACE_FILE).to_pylist()]
+
+
+def read_journals(output_dir: str | Path) -> tuple[list[dict[str, Any]], list[TraceRow]]:
+    """The rows and requests a local run has journaled so far (a run still in progress, or
+    one stopped before its Parquet files were written): one row per problem, the latest (a
+    retried problem's new row replaces its failed one), and the requests with relative times."""
+    directory = Path(output_dir)
+    rows = {row["id"]: row for row in _read_journal(directory / RESULTS_JOURNAL) if "id" in row}
+    trace = with_relative_times(_read_journal(directory / TRACE_JOURNAL))
+    return list(rows.values()), [TraceRow.from_dict(row) for row in trace]
 
 
 def _read_parquet(output_dir: str | Path, name: str) -> pa.Table:

@@ -74,6 +74,7 @@ async def solve_problem(
     solution.candidates = [answer for answer, _ in outcome.candidates]
     solution.path = outcome.path
     solution.step_rewards = outcome.step_rewards
+    solution.answer_node = outcome.answer_node
     solution.correct = is_correct(outcome.answer, problem.gold) if problem.gold is not None else None
     solution.set_stats(outcome.stats)
     return solution, outcome.trace

@@ -25,7 +25,7 @@ from ray.autoscaler._private.providers import _get_node_provider_cls
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from spex_ray import cli
-from spex_ray.config import Config, ConfigError
+from spex_ray.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTERS = REPO / "clusters"
@@ -270,12 +270,6 @@ def test_the_readme_cluster_commands_parse_and_name_files_of_this_checkout():
     assert {"ray up", "ray down", "ray dashboard", "ray job", "kubectl apply", "docker build"} <= names
 
 
-@pytest.mark.xfail(
-    raises=ConfigError,
-    strict=True,
-    reason="policy.min_engines / max_engines / idle_timeout_s come with the elastic engine pool (issue 10); "
-    "when it lands this passes: remove the mark",
-)
 def test_the_readme_job_runs_a_valid_solve_config():
     argvs = readme_cluster_commands()
     exports = dict(

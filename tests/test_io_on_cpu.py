@@ -38,12 +38,12 @@ RESULTS_PARQUET_COLUMNS = [
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
-    "path", "step_rewards", "engine", "retries", "attempts",
+    "path", "step_rewards", "answer_node", "engine", "retries", "attempts",
 ]  # fmt: skip
 TRACE_PARQUET_COLUMNS = [
     "query", "node", "depth", "terminal", "answered", "request_id", "kind", "outcome", "seed",
     "finish_reason", "prompt_tokens", "cached_tokens", "completion_tokens", "enqueue_time",
-    "start_time", "end_time", "engine", "attempts", "enqueue_s", "start_s", "end_s",
+    "start_time", "end_time", "engine", "attempts", "reward", "enqueue_s", "start_s", "end_s",
 ]  # fmt: skip
 
 

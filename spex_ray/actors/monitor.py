@@ -14,7 +14,7 @@ from typing import Any
 import ray
 
 from spex_ray.engines import EngineLoad
-from spex_ray.progress import LiveStats
+from spex_ray.progress import LiveStats, RequestCounters
 
 DEAD_AFTER_FAILURES = 3  # progress() failing this many times in a row: the actor is dead for good
 
@@ -26,7 +26,7 @@ class _Watch:
     asked: float = float("-inf")
     pending: Any = None
     load: EngineLoad | None = None
-    done: int = 0
+    counters: RequestCounters | None = None
     finished_at: float = 0.0  # last time its finished count grew (or it was idle)
     idle_since: float | None = None
     failures: int = 0
@@ -55,11 +55,7 @@ class EngineMonitor:
                 watch.pending, watch.asked = watch.handle.progress.remote(), now
         if not fresh:
             return None
-        loads = [(w.load, w.done) for w in self._watches.values() if w.load is not None]
-        return LiveStats(
-            steps_done=sum(done for _, done in loads),
-            tokens_per_second=sum(load.tokens_per_second for load, _ in loads),
-        )
+        return LiveStats.of((w.load, w.counters) for w in self._watches.values() if w.counters is not None)
 
     def idle_for(self, name: str, now: float) -> float:
         """Seconds the engine has had no request running or queued (0 while busy)."""
@@ -88,14 +84,15 @@ class EngineMonitor:
             return False
         pending, watch.pending = watch.pending, None
         try:
-            load, done = ray.get(pending)
+            load, counters = ray.get(pending)
         except ray.exceptions.RayError:  # dead or restarting: its queries move, not the status line
             watch.failures += 1
             return False
         watch.failures = 0
-        if done != watch.done or load.running + load.queued == 0:
+        done = watch.counters.steps_done if watch.counters is not None else -1
+        if counters.steps_done != done or load.running + load.queued == 0:
             watch.finished_at = now
-        watch.load, watch.done = load, done
+        watch.load, watch.counters = load, counters
         busy = load.running + load.queued > 0
         if busy:
             watch.idle_since = None

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from spex_ray.config import PolicyConfig
 from spex_ray.engines import EngineLoad, GenRequest, GenResult, build_engine
 from spex_ray.engines.chat import ChatTemplate
+from spex_ray.progress import RequestCounters
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class EngineHost:
         self.engine = build_engine(policy, name)
         self.allocator = allocator
         self.report_every_s = report_every_s
-        self.requests_done = 0
+        self.counters = RequestCounters()  # what it has served: the monitor's liveness and live stats
         self._started: asyncio.Future | None = None
         self._reporter: asyncio.Task | None = None
 
@@ -71,7 +72,7 @@ class EngineHost:
     async def generate(self, request: GenRequest) -> GenResult:
         await self.start()
         result = await self.engine.generate(request)
-        self.requests_done += 1
+        self.counters.count(request, result)
         return result
 
     async def abort(self, request_id: str) -> None:
@@ -81,9 +82,9 @@ class EngineHost:
     def load(self) -> EngineLoad:
         return self.engine.load()
 
-    def progress(self) -> tuple[EngineLoad, int]:
-        """The engine's load and the requests it has finished (the monitor's liveness feed)."""
-        return self.engine.load(), self.requests_done
+    def progress(self) -> tuple[EngineLoad, RequestCounters]:
+        """The engine's load and what it has served so far (the monitor's feed)."""
+        return self.engine.load(), self.counters
 
     def knee(self) -> int:
         """Concurrency up to which this engine decodes at no extra cost per step: policy.knee

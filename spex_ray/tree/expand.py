@@ -106,8 +106,10 @@ class StepGenerator:
     def row(
         self, request: GenRequest, result: GenResult, node_id: str, outcome: str, child: Node | None = None
     ) -> TraceRow:
-        """One request of the trace; `child` (the scored node, if any) adds whether it ended a
-        path (terminal) with an answer (answered), which workload calibration reads."""
+        """One request of the trace; `child` (the scored node, if any) adds its reward and
+        whether it ended a path (terminal) with an answer (answered), which workload
+        calibration reads. The engine and attempts are the result's (set by the query's
+        RoutedClient; "" and 1 for a bare engine)."""
         return TraceRow(
             query=self.query.id,
             node=node_id,
@@ -127,6 +129,7 @@ class StepGenerator:
             end_time=result.end_time,
             engine=result.engine,
             attempts=result.attempts,
+            reward=child.reward if child is not None else None,
         )
 
     def _child(self, parent: Node, k: int, result: GenResult, reward: float) -> Node:

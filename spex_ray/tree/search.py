@@ -43,6 +43,7 @@ class SearchOutcome:
     no sentence fragment). `path` and `step_rewards` are the steps and step rewards of the
     chosen path: the terminal with the highest path reward among those whose answer is in
     the winning class (the first such terminal on a tie); empty when nothing answered.
+    `answer_node` is the id of that terminal.
     """
 
     answer: str | None
@@ -52,6 +53,7 @@ class SearchOutcome:
     trace: list[TraceRow]
     path: list[str] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
+    answer_node: str | None = None
 
 
 def is_final_answer(answer: str | None) -> bool:
@@ -164,6 +166,7 @@ class QuerySearch:
         if chosen is not None:
             outcome.path = chosen.steps()
             outcome.step_rewards = [node.reward for node in chosen.path()]
+            outcome.answer_node = chosen.id
         return outcome
 
     def _stats(self, requests: int) -> SearchStats:
