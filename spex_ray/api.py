@@ -21,7 +21,7 @@ from typing import Any
 import ray
 from ray.exceptions import AuthenticationError
 
-from spex_ray.actors.fleet import EngineFleet
+from spex_ray.actors.fleet import EngineFleet, kill
 from spex_ray.actors.pool import remove_groups
 from spex_ray.actors.reward import start_reward_actors
 from spex_ray.actors.tree import TreeActor
@@ -46,6 +46,7 @@ from spex_ray.tasks import Problem, load_problems, problems_from_items
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0  # the live status line's refresh while no query finishes
 TREE_RESTARTS = 3  # a tree actor is restarted, and a query on it admitted again, this often
+TREE_RETRY_S = 2.0  # a query lost with its tree actor is admitted again after attempt x this
 
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in the entrypoint of a submitted job
 
@@ -318,15 +319,20 @@ def _stream(
     A query whose tree actor died is admitted again (Ray restarts the actor; the fleet
     tells the new one its engines), up to TREE_RESTARTS times."""
     pending: deque[tuple[Problem, int]] = deque((problem, 1) for problem in todo)
+    retries: list[tuple[float, Problem, int]] = []  # (not before, problem, attempt): lost with a tree
     in_flight: dict[Any, _InFlight] = {}
     admitted = 0
-    while pending or in_flight:
+    while pending or in_flight or retries:
+        now = time.time()
+        for due in [r for r in retries if r[0] <= now]:
+            retries.remove(due)
+            pending.appendleft(due[1:])
         while pending and len(in_flight) < concurrency:
             problem, attempt = pending.popleft()
             admitted += 1
             index = admitted % len(trees)
             in_flight[trees[index].solve.remote(problem, admitted)] = _InFlight(problem, attempt, index)
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=STATUS_EVERY_S)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=STATUS_EVERY_S) if in_flight else ([], [])
         for ref in ready:
             job = in_flight.pop(ref)
             try:
@@ -337,18 +343,20 @@ def _stream(
                         Solution.failed(job.problem, exception_message(exc, tail=ERROR_TAIL_CHARS)),
                         [],
                     )
-                else:
+                else:  # after a pause, so a restarting actor is back and the attempt is not wasted
                     log.warning(
                         "tree actor lost with %s (%s): solving it again", job.problem.id, type(exc).__name__
                     )
                     fleet.attach_tree(trees[job.tree])
-                    pending.appendleft((job.problem, job.attempt + 1))
+                    retries.append((time.time() + TREE_RETRY_S * job.attempt, job.problem, job.attempt + 1))
                     continue
             solution.attempts = job.attempt
             writer.write(solution, trace)
             progress.update(solution)
+        if not in_flight:
+            time.sleep(0.05)
         now = time.time()
-        fleet.tick(now, len(pending) + len(in_flight))
+        fleet.tick(now, len(pending) + len(in_flight) + len(retries))
         progress.set_live(len(in_flight), fleet.monitor.poll(now))
         progress.tick(now)
 
@@ -372,4 +380,4 @@ def _shutdown(actors: list[Any]) -> None:
     except Exception as exc:  # noqa: BLE001 - shutting down anyway
         log.debug("closing actors: %s", exc)
     for actor in actors:
-        ray.kill(actor)
+        kill(actor)

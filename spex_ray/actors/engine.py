@@ -26,8 +26,8 @@ class EngineActor(EngineHost):
         super().__init__(policy, name, ActorProxy(allocator) if allocator is not None else None)
 
     def describe(self) -> dict[str, Any]:
-        """Name, backend, model, and the torch threads of a CPU engine (0 otherwise)."""
-        return {**super().describe(), "cpu_threads": self.cpu_threads}
+        """Name, backend, model, process id, and the torch threads of a CPU engine (0 otherwise)."""
+        return {**super().describe(), "pid": os.getpid(), "cpu_threads": self.cpu_threads}
 
 
 def _use_all_cpu_threads(policy: PolicyConfig) -> int:

@@ -108,7 +108,7 @@ class EngineFleet:
         except Exception as exc:  # noqa: BLE001 - a dead engine has nothing to close
             log.debug("closing engines: %s", exc)
         for handle in handles:
-            ray.kill(handle)
+            kill(handle)
         remove_groups([m.group for m in self.members.values() if m.group is not None])
         self.members.clear()
         return stats
@@ -196,7 +196,7 @@ class EngineFleet:
         if self.allocator is not None:
             self.allocator.deregister_engine.remote(member.name)
         self._tell_trees("remove_engine", member.name)
-        ray.kill(member.handle)
+        kill(member.handle)
         self._forget(member)
         self.removed += 1
 
@@ -219,7 +219,7 @@ class EngineFleet:
         if member is None:
             return
         log.warning("%s finished nothing for %.0fs: restarting it", name, self.policy.freeze_timeout_s)
-        ray.kill(member.handle, no_restart=False)
+        kill(member.handle, no_restart=False)
         self.restarted += 1
         self.monitor.watch(name, member.handle, now)  # a fresh start for the restarted actor
 
@@ -235,6 +235,14 @@ class EngineFleet:
     def _tell_trees(self, method: str, *args: Any) -> None:
         for tree in self.trees:
             getattr(tree, method).remote(*args)
+
+
+def kill(handle: Any, no_restart: bool = True) -> None:
+    """ray.kill, where an actor already gone is no error."""
+    try:
+        ray.kill(handle, no_restart=no_restart)
+    except Exception as exc:  # noqa: BLE001 - dead, or its handle no longer valid: nothing to kill
+        log.debug("kill: %s", exc)
 
 
 def _bundle(resources: ActorResources) -> dict[str, float]:
