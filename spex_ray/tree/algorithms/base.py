@@ -4,7 +4,7 @@ speculation that predicts it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -72,3 +72,19 @@ class Algorithm(Protocol):
 def scaled_width(width: int, scale: float) -> int:
     """A speculative width narrowed by `scale`, never to 0 unless it was 0."""
     return math.ceil(width * scale) if width > 0 else 0
+
+
+def id_key(node: Node) -> tuple[int, ...]:
+    """A node's place in the tree (its id as numbers): the order ties are broken in, the same
+    whatever order the nodes were scored in (so speculation predicts the search's choice)."""
+    return tuple(int(part) for part in node.id.split("."))
+
+
+def ranked(nodes: Iterable[Node]) -> list[Node]:
+    """`nodes` by path reward, best first; ties to the node earlier in the tree."""
+    return sorted(nodes, key=lambda node: (-node.path_reward, id_key(node)))
+
+
+def path_candidates(nodes: Iterable[Node]) -> list[tuple[str | None, float]]:
+    """(answer, path reward) of each node: what every algorithm votes on."""
+    return [(node.answer, node.path_reward) for node in nodes]

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 
 from spex_ray.config import SearchConfig
-from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, scaled_width
+from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, path_candidates, scaled_width
 from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.node import Node
 
@@ -93,7 +93,7 @@ class MCTS:
         return node
 
     def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
-        return [(node.answer, node.path_reward) for node in self.answer_nodes(search)]
+        return path_candidates(self.answer_nodes(search))
 
     def answer_nodes(self, search: SearchDriver) -> list[Node]:
         """Each rollout's leaf, in rollout order."""

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 
 from spex_ray.config import SearchConfig
-from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, scaled_width
+from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, path_candidates, scaled_width
 from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.node import Node
 
@@ -65,12 +65,16 @@ class Rebase:
         frontier: Frontier = [(search.tree.root, self.budget)]
         while frontier:
             layer = await search.expand_many([(node, range(width)) for node, width in frontier])
-            self.budget, frontier = next_frontier(layer, self.budget, self.temperature)
+            self.budget, frontier = self.select(layer, self.budget)
             if frontier and search.should_stop(self.budget):
                 return
 
+    def select(self, layer: Sequence[Node], budget: int) -> tuple[int, Frontier]:
+        """The layer rule (REBASE's `next_frontier`); the one speculation predicts with too."""
+        return next_frontier(layer, budget, self.temperature)
+
     def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
-        return [(node.answer, node.path_reward) for node in self.answer_nodes(search)]
+        return path_candidates(self.answer_nodes(search))
 
     def answer_nodes(self, search: SearchDriver) -> list[Node]:
         """Every terminal of the tree."""
@@ -92,7 +96,7 @@ class RebaseSpeculation:
         wanted: list[tuple[Node, int]] = []
         level, budget = list(view.barrier.scored), self.rebase.budget
         for _ in range(self.lookahead):
-            budget, frontier = next_frontier(level, budget, self.rebase.temperature)
+            budget, frontier = self.rebase.select(level, budget)
             if not frontier:
                 break
             level = []
