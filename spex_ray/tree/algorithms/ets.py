@@ -34,10 +34,13 @@ part of the layer, `lookahead` layers deep. Each selection is cached by its node
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -63,62 +66,67 @@ class ETSWeights:
 
 
 def step_clusters(steps: Sequence[str], distance: float) -> list[int]:
-    """Cluster labels 0..K-1 of `steps` (first appearance order): average-linkage clusters of
-    their word-count vectors, merged while the cosine distance is at most `distance`."""
+    """Cluster labels 0..K-1 of `steps` (in order of first appearance): average-linkage
+    clusters of their word-count vectors, merged while the cosine distance is at most `distance`."""
     if len(steps) < 2:
         return [0] * len(steps)
-    vocabulary: dict[str, int] = {}
-    counts = [
-        [vocabulary.setdefault(w, len(vocabulary)) for w in _WORD_RE.findall(s.lower()) or [""]]
-        for s in steps
-    ]
-    matrix = np.zeros((len(steps), len(vocabulary)))
-    for row, words in enumerate(counts):
-        np.add.at(matrix[row], words, 1.0)
-    labels = fcluster(linkage(matrix, method="average", metric="cosine"), distance, criterion="distance")
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    order = {label: rank for rank, label in enumerate(np.argsort(first))}
-    return [order[i] for i in inverse.tolist()]
+    vectors = [_word_vector(step) for step in steps]
+    condensed = [_cosine_distance(a, b) for a, b in itertools.combinations(vectors, 2)]
+    labels = fcluster(linkage(np.array(condensed), method="average"), distance, criterion="distance")
+    order: dict[int, int] = {}
+    return [order.setdefault(int(label), len(order)) for label in labels]
 
 
 def retained(open_nodes: Sequence[Node], budget: int, temperature: float, weights: ETSWeights) -> list[bool]:
-    """The ETS program (module docstring) over `open_nodes`: which of them to retain."""
+    """The ETS program (module docstring) over `open_nodes`: which of them to retain.
+
+    It is solved in an equivalent smaller form: the ancestors above the same open nodes
+    share one variable (a chain is kept or dropped whole), one above a single open node is
+    folded into that node's cost, and one above all of them is a constant (one is kept).
+    """
     n = len(open_nodes)
-    shares = [w / budget for w in allocate_widths([node.reward for node in open_nodes], budget, temperature)]
+    if n == 1:
+        return [True]  # at least one is kept
+    shares = np.array(allocate_widths([node.reward for node in open_nodes], budget, temperature)) / budget
     ancestors = _ancestors(open_nodes)
-    m = len(ancestors)
+    node_cost = weights.cost / (len(ancestors) + n)
+    own_cost = np.full(n, node_cost)  # each open node's own KV, and that of the ancestors only it needs
+    shared: dict[frozenset[int], int] = {}  # open nodes below -> how many ancestors are above exactly them
+    for below in ancestors.values():
+        if len(below) == 1:
+            own_cost[below[0]] += node_cost
+        elif len(below) < n:
+            shared[frozenset(below)] = shared.get(frozenset(below), 0) + 1
     clusters = _clusters(open_nodes, weights)
     k = max(clusters, default=-1) + 1
-    node_cost = weights.cost / (m + n)
-    # variables: x (n retained open nodes), y (m ancestors kept), z (k clusters covered); milp minimizes
+    branches = list(shared.items())
+    m = len(branches)
+    # variables: x (n open nodes retained), y (m shared ancestor groups kept), z (k clusters covered)
     objective = np.concatenate(
         [
-            -(np.array(shares) - node_cost + TIE_BREAK),
-            np.full(m, node_cost),
+            -(shares - own_cost + TIE_BREAK),
+            [count * node_cost for _, count in branches],
             np.full(k, -weights.coverage / max(k, 1)),
         ]
     )
-    rows, lower, upper = [], [], []
-
-    def constrain(terms: dict[int, float], low: float, high: float) -> None:
-        row = np.zeros(n + m + k)
-        for column, value in terms.items():
-            row[column] += value
-        rows.append(row)
-        lower.append(low)
-        upper.append(high)
-
-    for j, below in enumerate(ancestors.values()):
-        for i in below:
-            constrain({n + j: 1.0, i: -1.0}, 0.0, np.inf)  # y_j >= x_i
-        constrain({n + j: 1.0, **{i: -1.0 for i in below}}, -np.inf, 0.0)  # y_j <= sum x_i
-    for cluster in range(k):
-        members = [i for i, label in enumerate(clusters) if label == cluster]
-        constrain({n + m + cluster: 1.0, **{i: -1.0 for i in members}}, -np.inf, 0.0)  # z_k <= sum x_i
-    constrain(dict.fromkeys(range(n), 1.0), 1.0, np.inf)  # keep at least one
+    rows = sum(len(below) for below, _ in branches) + m + k + 1
+    matrix, lower, upper = np.zeros((rows, n + m + k)), np.full(rows, -np.inf), np.zeros(rows)
+    row = 0
+    for j, (below, _) in enumerate(branches):
+        for i in below:  # y_j >= x_i
+            matrix[row, [n + j, i]] = 1.0, -1.0
+            lower[row], upper[row] = 0.0, np.inf
+            row += 1
+        matrix[row, n + j], matrix[row, list(below)] = 1.0, -1.0  # y_j <= sum x_i
+        row += 1
+    for cluster in range(k):  # z_k <= sum x_i over the cluster
+        matrix[row, n + m + cluster] = 1.0
+        matrix[row, [i for i, label in enumerate(clusters) if label == cluster]] = -1.0
+        row += 1
+    matrix[row, :n], lower[row], upper[row] = 1.0, 1.0, np.inf  # keep at least one
     result = milp(
         objective,
-        constraints=LinearConstraint(np.array(rows), lower, upper),
+        constraints=LinearConstraint(matrix, lower, upper),
         integrality=np.ones(n + m + k),
         bounds=Bounds(0, 1),
         options={"mip_rel_gap": 0.0},
@@ -178,6 +186,19 @@ def _ancestors(open_nodes: Sequence[Node]) -> dict[str, list[int]]:
             below.setdefault(parent.id, []).append(i)
             parent = parent.parent
     return below
+
+
+@lru_cache(maxsize=4096)
+def _word_vector(step: str) -> tuple[dict[str, int], float]:
+    """A step's word counts and their Euclidean norm (a step without words is one empty word)."""
+    counts = Counter(_WORD_RE.findall(step.lower()) or [""])
+    return counts, math.sqrt(sum(c * c for c in counts.values()))
+
+
+def _cosine_distance(a: tuple[dict[str, int], float], b: tuple[dict[str, int], float]) -> float:
+    (counts_a, norm_a), (counts_b, norm_b) = a, b
+    dot = sum(count * counts_b.get(word, 0) for word, count in counts_a.items())
+    return max(0.0, 1.0 - dot / (norm_a * norm_b))
 
 
 def _clusters(open_nodes: Sequence[Node], weights: ETSWeights) -> list[int]:
