@@ -19,7 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from spex_ray.config import SearchConfig
-from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, path_candidates, ranked, scaled_width
+from spex_ray.tree.algorithms.base import (
+    SearchDriver,
+    SpeculationView,
+    TerminalVote,
+    layered_proposals,
+    ranked,
+    scaled_width,
+)
 from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.node import Node
 
@@ -39,7 +46,7 @@ def next_beam(layer: Sequence[Node], finished: int, beam_width: int, target: int
     return finished, beam_cut(layer, beam_width)
 
 
-class BeamSearch:
+class BeamSearch(TerminalVote):
     """Keeps `search.beam_width` partial solutions, each expanded with `search.expand_width`
     children per step, until beam_width * expand_width solutions finish."""
 
@@ -58,13 +65,6 @@ class BeamSearch:
                 return
             layer = await search.expand_many([(node, range(self.expand_width)) for node in survivors])
 
-    def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
-        return path_candidates(self.answer_nodes(search))
-
-    def answer_nodes(self, search: SearchDriver) -> list[Node]:
-        """Every finished solution (every terminal of the tree)."""
-        return search.tree.terminals()
-
     def speculation(self, lookahead: int) -> BeamSpeculation:
         return BeamSpeculation(self, lookahead)
 
@@ -80,18 +80,12 @@ class BeamSpeculation:
     def propose(self, view: SpeculationView, scale: float) -> list[tuple[Node, int]]:
         beam = self.beam
         width = scaled_width(beam.expand_width, scale)
-        wanted: list[tuple[Node, int]] = []
-        level, finished = list(view.barrier.scored), beam.finished
-        for _ in range(self.lookahead):
+
+        def rule(level: list[Node], finished: int) -> tuple[int, list[tuple[Node, int]]]:
             finished, survivors = next_beam(level, finished, beam.beam_width, beam.target)
-            level = []
-            for node in survivors:
-                for k in range(width):
-                    wanted.append((node, k))
-                    child = view.scored_child(node, k)
-                    if child is not None:
-                        level.append(child)
-        return wanted
+            return finished, [(node, width) for node in survivors]
+
+        return layered_proposals(view, self.lookahead, rule, beam.finished)
 
     def may_expand_later(self, parent: Node, barrier: Barrier) -> bool:
         """Never: a node is expanded at the step after its own or not at all."""

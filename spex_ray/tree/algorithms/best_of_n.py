@@ -20,7 +20,7 @@ samples would, and (early termination off) every speculative step is promoted.
 from __future__ import annotations
 
 from spex_ray.config import SearchConfig
-from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, path_candidates
+from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, TerminalVote, layered_proposals
 from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.node import Node
 
@@ -30,7 +30,7 @@ def open_heads(heads: list[Node]) -> list[Node]:
     return [node for node in heads if not node.terminal]
 
 
-class BestOfN:
+class BestOfN(TerminalVote):
     """`search.width` independent solutions, one step of each per barrier."""
 
     def __init__(self, config: SearchConfig) -> None:
@@ -40,13 +40,6 @@ class BestOfN:
         heads = open_heads(await search.expand(search.tree.root, range(self.n)))
         while heads and not search.should_stop(len(heads)):
             heads = open_heads(await search.expand_many([(node, range(1)) for node in heads]))
-
-    def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
-        return path_candidates(self.answer_nodes(search))
-
-    def answer_nodes(self, search: SearchDriver) -> list[Node]:
-        """The last step of every finished solution."""
-        return search.tree.terminals()
 
     def speculation(self, lookahead: int) -> BestOfNSpeculation:
         return BestOfNSpeculation(lookahead)
@@ -61,12 +54,11 @@ class BestOfNSpeculation:
     def propose(self, view: SpeculationView, scale: float) -> list[tuple[Node, int]]:
         """Level by level: the next step of each scored solution, then the one after (a
         solution has one child, so `scale` cannot narrow it)."""
-        wanted: list[tuple[Node, int]] = []
-        level = open_heads(list(view.barrier.scored))
-        for _ in range(self.lookahead):
-            wanted += [(node, 0) for node in level]
-            level = open_heads([c for c in (view.scored_child(node, 0) for node in level) if c is not None])
-        return wanted
+
+        def rule(level: list[Node], state: None) -> tuple[None, list[tuple[Node, int]]]:
+            return state, [(node, 1) for node in open_heads(level)]
+
+        return layered_proposals(view, self.lookahead, rule, None)
 
     def may_expand_later(self, parent: Node, barrier: Barrier) -> bool:
         """Never: an open solution grows at every barrier."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from spex_ray.config import SearchConfig
-from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, path_candidates, ranked, scaled_width
+from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, TerminalVote, ranked, scaled_width
 from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.node import Node
 
@@ -39,7 +39,7 @@ def subtree_pick(candidates: Sequence[Node]) -> Node:
     return ranked(candidates)[0]
 
 
-class DVTS:
+class DVTS(TerminalVote):
     """`search.width / search.expand_width` greedy subtrees, `search.expand_width` candidates each per step."""
 
     def __init__(self, config: SearchConfig) -> None:
@@ -61,9 +61,6 @@ class DVTS:
                 return
             layer = await search.expand_many([(pick, range(self.expand_width)) for pick in growing])
             groups = [list(layer[i : i + self.expand_width]) for i in range(0, len(layer), self.expand_width)]
-
-    def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
-        return path_candidates(self.answer_nodes(search))
 
     def answer_nodes(self, search: SearchDriver) -> list[Node]:
         """Each finished subtree's solution."""
