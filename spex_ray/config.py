@@ -207,14 +207,18 @@ class RewardConfig:
 
 @dataclass
 class SearchConfig:
-    """The tree search: algorithm and its knobs."""
+    """The tree search: algorithm and its knobs (tree/algorithms/ says what each one reads)."""
 
-    algorithm: str = "rebase"  # rebase (BFS) | mcts (DFS)
-    width: int = 4  # REBASE: samples per query (leaves budget); MCTS: unused
-    rollouts: int = 4  # MCTS: number of rollouts
-    expand_width: int = 2  # MCTS: children generated per expansion ("wid")
-    softmax_temperature: float = 0.2  # REBASE: T in softmax(reward / T)
-    exploration: float = 1.4  # MCTS: UCT exploration constant
+    algorithm: str = "rebase"  # rebase | ets (BFS) | beam | best_of_n | dvts (step-level) | mcts (DFS)
+    width: int = 4  # rebase, ets: paths to finish; best_of_n: N samples; dvts: N (N / expand_width subtrees)
+    rollouts: int = 4  # mcts: number of rollouts
+    expand_width: int = 2  # children per expanded node: mcts, beam (per kept solution), dvts (M, per subtree)
+    beam_width: int = 4  # beam: partial solutions kept per step (beam_width * expand_width per step)
+    softmax_temperature: float = 0.2  # rebase, ets: T in softmax(reward / T)
+    exploration: float = 1.4  # mcts: UCT exploration constant
+    ets_cost_weight: float = 1.0  # ets: lambda_c, the KV cost of the nodes a layer retains
+    ets_coverage_weight: float = 1.5  # ets: lambda_s, the bonus for covering the layer's step clusters
+    ets_cluster_distance: float = 0.05  # ets: cosine distance that merges two steps into one cluster
     max_depth: int = 8  # steps per path
     max_path_tokens: int = 768  # generated tokens per path
     step_delimiter: str = "\n\n"
@@ -222,10 +226,20 @@ class SearchConfig:
 
     def validate(self) -> None:
         check(self.algorithm in ALGORITHMS, "search.algorithm", f"one of {ALGORITHMS.names()}")
-        for key in ("width", "rollouts", "expand_width", "max_depth", "max_path_tokens"):
+        for key in ("width", "rollouts", "expand_width", "beam_width", "max_depth", "max_path_tokens"):
             check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
+        if self.algorithm == "dvts":
+            check(
+                self.width % self.expand_width == 0,
+                "search.width",
+                f"dvts needs a multiple of search.expand_width ({self.expand_width}): "
+                "width / expand_width subtrees",
+            )
         check(self.softmax_temperature > 0, "search.softmax_temperature", "must be > 0")
         check(self.exploration >= 0, "search.exploration", "must be >= 0")
+        check(self.ets_cost_weight >= 0, "search.ets_cost_weight", "must be >= 0")
+        check(self.ets_coverage_weight >= 0, "search.ets_coverage_weight", "must be >= 0")
+        check(0 <= self.ets_cluster_distance <= 1, "search.ets_cluster_distance", "must be in [0, 1]")
         check(bool(self.step_delimiter), "search.step_delimiter", "must not be empty")
         check(
             self.aggregate in ("weighted_vote", "majority", "best"),
