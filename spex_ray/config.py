@@ -259,7 +259,7 @@ class SpexConfig:
     tau: float = 1.0  # allocator softmax temperature over query utilities
     alpha: float = 1.0  # early termination margin scale
     stop_confidence: float = 0.5  # early termination: median path reward of the leading answer
-    spec_slots: int = 0  # speculative slots per query when allocator=off; 0 = max_batch_size / concurrency
+    spec_slots: int = 0  # speculative slots per query when allocator=off; 0 = max_batch_size / queries per engine
 
     def validate(self) -> None:
         check(self.allocator in ("utility", "fifo", "off"), "spex.allocator", "utility|fifo|off")

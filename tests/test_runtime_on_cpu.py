@@ -171,3 +171,15 @@ def test_queries_on_an_engine_that_dies_finish_on_the_other_with_the_same_trees(
     assert moved and all(s.engine == "engine-1" for s, _ in faulty)
     retried = [row for _, trace in faulty for row in trace if row.attempts > 1]
     assert retried and all(row.engine == "engine-1" for row in retried)
+
+
+def test_default_spec_slots_share_one_engines_batch_among_the_queries_on_it():
+    from spex_ray.tree.settings import default_spec_slots
+
+    def slots(*overrides):
+        return default_spec_slots(Config.load(None, ["policy.max_batch_size=64", "run.concurrency=16", *overrides]))
+
+    assert slots() == 4  # 16 queries on one engine
+    assert slots("policy.num_engines=4") == 16  # 4 queries on each of 4 engines
+    assert slots("policy.max_engines=8") == 32
+    assert slots("run.concurrency=100") == 1

@@ -26,7 +26,7 @@ class SearchSettings:
     spex: SpexConfig
     sampling: Sampling
     path_score: str  # min | last | mean
-    spec_slots: int  # spex.spec_slots, or policy.max_batch_size / run.concurrency when 0
+    spec_slots: int  # spex.spec_slots, or 0: the batch of an engine over the queries on each
 
     @classmethod
     def from_config(cls, config: Config) -> SearchSettings:
@@ -36,5 +36,14 @@ class SearchSettings:
             spex=config.spex,
             sampling=Sampling(policy.max_new_tokens, policy.temperature, policy.top_p),
             path_score=config.reward.path_score,
-            spec_slots=config.spex.spec_slots or max(1, policy.max_batch_size // config.run.concurrency),
+            spec_slots=config.spex.spec_slots or default_spec_slots(config),
         )
+
+
+def default_spec_slots(config: Config) -> int:
+    """Speculative slots per query without the allocator: one engine's batch shared by the
+    queries on it (run.concurrency spread over the engines, at least one each)."""
+    policy = config.policy
+    engines = max(policy.num_engines, policy.max_engines, 1)
+    per_engine = -(-config.run.concurrency // engines)  # ceil
+    return max(1, policy.max_batch_size // per_engine)
