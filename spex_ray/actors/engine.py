@@ -77,9 +77,9 @@ class EngineActor:
         while True:
             load = self.engine.load()
             main = load.running_main + load.queued_main
-            if main != last:
-                await allocator.report_main.remote(self.name, main)
-                last = main
+            if (main, load.spec_capacity) != last:
+                await allocator.report_main.remote(self.name, main, load.spec_capacity)
+                last = (main, load.spec_capacity)
             await asyncio.sleep(interval_s)
 
 

@@ -127,7 +127,7 @@ class _Cluster:
         engine, name = self.engines[index], f"engine-{index}"
         while True:
             load = engine.load()
-            self.allocator.report_main(name, load.running_main + load.queued_main)
+            self.allocator.report_main(name, load.running_main + load.queued_main, load.spec_capacity)
             await asyncio.sleep(MAIN_REPORT_S)
 
 
