@@ -89,7 +89,10 @@ class PolicyConfig:
     num_gpus: float = 0.0  # per engine actor; 0 = tp GPUs where the backend needs GPUs, else none
     num_cpus: float = 1.0  # per engine actor
     cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
-    knee: int = 0  # concurrency the engine decodes at no extra step cost (spex-ray calibrate); 0 = auto
+    knee: int = 0  # fixed concurrency for MAIN + SPEC (e.g. from spex-ray calibrate); 0 = from max_slowdown
+    # speculative budget: SPEC sequences an engine runs beside its MAIN ones may slow their step by at most this
+    # share (engines/capacity.py, from the measured or modeled step time); policy.knee overrides it
+    max_slowdown: float = 0.25
     tp: int = 1  # GPUs of one engine: tensor parallel degree (sglang, sim; hf ignores it)
     # GPU memory for weights + KV cache (sglang, sim, the knee's KV cap); 0 = hardware.roofline's
     # 0.9 (sglang: SGLang's own choice)
@@ -144,6 +147,7 @@ class PolicyConfig:
         check(self.start_timeout_s > 0, "policy.start_timeout_s", "must be > 0")
         check(self.num_gpus >= 0, "policy.num_gpus", "must be >= 0")
         check(self.knee >= 0, "policy.knee", "must be >= 0 (0 = auto)")
+        check(0 <= self.max_slowdown <= 10, "policy.max_slowdown", "must be in [0, 10] (0.25 = 25% slower)")
         check(self.tp >= 1, "policy.tp", "must be >= 1")
         check(0 <= self.mem_fraction_static < 1, "policy.mem_fraction_static", "must be in [0, 1) (0 = auto)")
         check(self.dtype in ("float32", "bfloat16", "float16"), "policy.dtype", "float32|bfloat16|float16")
@@ -259,7 +263,9 @@ class SpexConfig:
     tau: float = 1.0  # allocator softmax temperature over query utilities
     alpha: float = 1.0  # early termination margin scale
     stop_confidence: float = 0.5  # early termination: median path reward of the leading answer
-    spec_slots: int = 0  # speculative slots per query when allocator=off; 0 = max_batch_size / queries per engine
+    spec_slots: int = (
+        0  # speculative slots per query when allocator=off; 0 = max_batch_size / queries per engine
+    )
 
     def validate(self) -> None:
         check(self.allocator in ("utility", "fifo", "off"), "spex.allocator", "utility|fifo|off")

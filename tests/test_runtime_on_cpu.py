@@ -177,7 +177,9 @@ def test_default_spec_slots_share_one_engines_batch_among_the_queries_on_it():
     from spex_ray.tree.settings import default_spec_slots
 
     def slots(*overrides):
-        return default_spec_slots(Config.load(None, ["policy.max_batch_size=64", "run.concurrency=16", *overrides]))
+        return default_spec_slots(
+            Config.load(None, ["policy.max_batch_size=64", "run.concurrency=16", *overrides])
+        )
 
     assert slots() == 4  # 16 queries on one engine
     assert slots("policy.num_engines=4") == 16  # 4 queries on each of 4 engines
