@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from spex_ray import __version__
 from spex_ray.config import Config, ConfigError
+from spex_ray.errors import RunError
 
 if TYPE_CHECKING:
     from spex_ray.api import RunResult
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError, ConnectionError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, ConnectionError, RunError) as exc:
         print(f"spex-ray: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside a solve (which says what it saved): e.g. calibrate

@@ -80,8 +80,9 @@ def start_actors(
     actor_cls: Any, config: PolicyConfig | RewardConfig, resources: ActorResources, prefix: str, count: int
 ) -> tuple[list[Any], list[Any]]:
     """Start `count` actors `actor_cls(config, f"{prefix}-{i}")` with `resources`, wait for their
-    start(); returns the actors and their placement groups (tensor parallel only)."""
-    import ray
+    start() (at most startup.START_TIMEOUT_S); returns the actors and their placement groups
+    (tensor parallel only)."""
+    from spex_ray.actors.startup import wait_for_start
 
     actors, groups = [], []
     for i in range(count):
@@ -89,7 +90,11 @@ def start_actors(
         actors.append(actor_cls.options(**options).remote(config, f"{prefix}-{i}"))
         if group is not None:
             groups.append(group)
-    ray.get([actor.start.remote() for actor in actors])
+    try:
+        wait_for_start(actors, prefix, resources)  # bounded; says which resource is short
+    except BaseException:
+        remove_groups(groups)
+        raise
     return actors, groups
 
 
