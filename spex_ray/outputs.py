@@ -122,7 +122,9 @@ class OutputLocation:
 def unusable_output(name: str, exc: OSError) -> OutputError:
     """The one-line OutputError of an output directory that cannot be created or written."""
     if isinstance(exc, FileExistsError | NotADirectoryError):
-        reason = f"{exc.filename or name} is a file, not a directory"
+        path = Path(exc.filename or name)
+        blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        reason = f"{blocking} is a file, not a directory"
     else:
         reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return OutputError(f"run.output {name!r} cannot be used ({reason}); give another --output")

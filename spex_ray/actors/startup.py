@@ -45,7 +45,7 @@ def wait_for_start(
         if pending:
             names = ", ".join(f"{prefix}-{refs.index(ref)}" for ref in pending)
             reason = shortage or _held_elsewhere(resources, ray.available_resources())
-            raise ActorStartError(f"{names} did not start within {timeout_s:.0f} s: {reason}")
+            raise ActorStartError(f"{names} did not start within {timeout_s:g} s: {reason}")
         return [_started(ref, f"{prefix}-{i}") for i, ref in enumerate(refs)]
     except BaseException:
         for actor in actors:
@@ -54,14 +54,16 @@ def wait_for_start(
 
 
 def resource_shortage(resources: ActorResources, count: int, cluster: Mapping[str, float]) -> str:
-    """ "3 engine actors need CPU 3 (1 each); the cluster has CPU 2" for each resource the
-    cluster's totals cannot give `count` actors, or "" when they can."""
+    """ "3 actors need CPU 3 (1 each); the cluster has CPU 2": the resources the cluster's
+    totals cannot give `count` actors, or "" when they can."""
     short = []
     for name, each in _asks(resources).items():
         have = float(cluster.get(name, 0.0))
         if each * count > have:
             short.append(f"{name} {each * count:g} ({each:g} each); the cluster has {name} {have:g}")
-    return f"{count} actor{'s' if count > 1 else ''} need " + " and ".join(short) if short else ""
+    if not short:
+        return ""
+    return f"{count} {'actors need' if count > 1 else 'actor needs'} " + " and ".join(short)
 
 
 def _held_elsewhere(resources: ActorResources, available: Mapping[str, float]) -> str:
