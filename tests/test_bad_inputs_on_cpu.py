@@ -2,10 +2,8 @@
 traceback, and the rest of the batch goes on.
 
 The CLI runs in-process. Where an input fails before Ray, `_ensure_ray` raises, so the test
-proves the error comes first. Where rows are solved, the batch that solve() would hand to
-Ray runs through the real per-query pipeline on simulated engines in this process
-(`sim.simulate`), row by row into the run's writer, so the output files, resume and the
-summary are the real ones.
+proves the error comes first. Where rows are solved, the batch runs in this process on
+simulated engines (tests/inprocess.py), so the output files and the summary are the real ones.
 """
 
 from __future__ import annotations
@@ -17,11 +15,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from inprocess import solve_in_process
 
 from spex_ray import api, cli
 from spex_ray.config import Config
 from spex_ray.rewards import REWARDS
-from spex_ray.sim import simulate
 from spex_ray.sim.engine import SimEngine
 from spex_ray.sim.loop import run_virtual
 from spex_ray.solution import solve_problem
@@ -57,15 +55,7 @@ def no_ray(monkeypatch):
 @pytest.fixture
 def in_process(monkeypatch):
     """solve() without Ray: the batch left after resume runs on simulated engines in-process."""
-
-    def run_batch(todo, config, writer, already_done):
-        run = simulate(config, todo)
-        for solution in run.solutions:
-            writer.write(solution, run.traces.get(solution.id, []))
-        return [], {}
-
-    monkeypatch.setattr(api, "_ensure_ray", lambda address: None)
-    monkeypatch.setattr(api, "_run_batch", run_batch)
+    solve_in_process(monkeypatch)
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import pytest
 from fake_engine import FakeEngine
+from inprocess import solve_in_process
 
+from spex_ray import cli
 from spex_ray.config import Config, ConfigError
+from spex_ray.io import Solution
+from spex_ray.progress import Status, format_solution
 from spex_ray.rewards.confidence import ConfidenceReward
 from spex_ray.sim import simulate
 from spex_ray.sim.loop import run_virtual
@@ -78,3 +82,24 @@ def test_simulated_deadline_is_modeled_seconds():
 def test_query_timeout_must_be_finite_seconds(value):
     with pytest.raises(ConfigError, match=r"^run.query_timeout_s: "):
         Config.load(None, [f"run.query_timeout_s={value}"])
+
+
+def test_the_summary_and_the_exit_code_say_timeout(capsys, monkeypatch, tmp_path):
+    solve_in_process(monkeypatch)
+    overrides = ["policy.backend=sim", "reward.kind=sim", "run.query_timeout_s=1", "run.progress=off"]
+    argv = [
+        "solve",
+        "--problem",
+        "What is 2 + 2?",
+        "--output",
+        str(tmp_path),
+        *[f"--set={o}" for o in overrides],
+    ]
+    assert cli.main(argv) == 1
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("0: ")]
+    assert line.startswith("0: answer ") and line.endswith(
+        "; TIMEOUT: the best answer at run.query_timeout_s"
+    )
+    assert format_solution(
+        Solution(id="q", problem="p", status="timeout", answer="4"), Status(1, 1, 0, 2.0)
+    ) == ("[1/1 0:02] q: answer='4' (ungraded) 0.0s TIMEOUT")
