@@ -3,8 +3,12 @@ answer extraction is linear, and nothing a model writes is executed."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +79,40 @@ def test_extraction_is_linear_in_the_number_of_boxes():
 def test_an_answer_too_long_to_be_one_is_not_extracted():
     assert extract_answer("\\boxed{" + "1" * 1001 + "}") is None
     assert extract_answer("\\boxed{" + "1" * 1000 + "}") == "1" * 1000
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_worker_busy_in_sympy_ends_when_its_parent_dies():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _BUSY_PARENT, EXPANSION],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    worker = int(parent.stdout.readline())
+    time.sleep(0.5)  # the worker is expanding now
+    assert _running(worker)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(worker)
+
+
+_BUSY_PARENT = """
+import sys
+from spex_ray.tasks.verify import _Worker
+worker = _Worker()
+print(worker.process.pid, flush=True)
+worker.ask("5", sys.argv[1], 600)
+"""

@@ -10,7 +10,8 @@ caller waits on for at most ``CALL_TIMEOUT_S``: a call that takes longer kills t
 answer is "undecided" (None) and the caller falls back to comparing normalised keys.
 
 The child reads one JSON request per line on stdin and writes one JSON reply per line on
-stdout; it exits when its stdin closes, so it never outlives the process that started it.
+stdout; it exits when its stdin closes or its parent is gone, so it never outlives the
+process that started it.
 Nothing a model wrote is executed: the child only parses and compares (see
 docs/security.md).
 """
@@ -49,13 +50,16 @@ class _Worker:
     def __init__(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")]))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "spex_ray.tasks.verify"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "spex_ray.tasks.verify"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+        except OSError as exc:
+            raise VerifyFailed(f"could not start the math-verify worker ({exc})") from exc
         try:
             self._read(START_TIMEOUT_S)  # {"ready": true} once math-verify is imported
         except VerifyFailed:
@@ -81,8 +85,11 @@ class _Worker:
             raise VerifyFailed(f"math-verify took longer than {timeout_s:g} s")
         line = stdout.readline()
         if not line:
-            raise VerifyFailed(f"the math-verify worker exited (code {self.process.poll()})")
-        return json.loads(line)
+            raise VerifyFailed(f"the math-verify worker exited (code {self.process.wait()})")
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise VerifyFailed(f"the math-verify worker wrote {line[:80]!r}") from exc
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -161,14 +168,28 @@ def _limit_memory(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
 
 
+def _exit_with_parent(every_s: float = 1.0) -> None:
+    """End this worker when the process that started it is gone, even in the middle of a
+    comparison (the stdin EOF that ends the loop is read only between comparisons)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _serve() -> None:
     """The worker's loop: a JSON request per stdin line, a JSON reply per stdout line."""
     _limit_memory(MEMORY_LIMIT_BYTES)
+    _exit_with_parent()
     from spex_ray.tasks.answers import math_verify_in_process
 
     started = time.monotonic()
+    out, sys.stdout = sys.stdout, sys.stderr  # the replies alone on stdout, whatever prints
     math_verify_in_process("1", "1")  # import math-verify and sympy before saying ready
-    out = sys.stdout
     out.write(json.dumps({"ready": True, "import_s": time.monotonic() - started}) + "\n")
     out.flush()
     for line in sys.stdin:
