@@ -27,6 +27,7 @@ from spex_ray.actors.reward import start_reward_actors
 from spex_ray.actors.tree import TreeActor
 from spex_ray.batch import BatchResult
 from spex_ray.config import Config
+from spex_ray.errors import RunError
 from spex_ray.io import (
     CONFIG_FILE,
     ERROR_TAIL_CHARS,
@@ -271,7 +272,7 @@ def _chat_template(fleet: EngineFleet, queries: int) -> Any:
     deadline = time.time() + fleet.policy.start_timeout_s
     while not fleet.serving():
         if time.time() > deadline:
-            raise RuntimeError(
+            raise RunError(
                 f"no engine served within policy.start_timeout_s={fleet.policy.start_timeout_s:.0f}s"
             )
         time.sleep(0.2)

@@ -170,19 +170,11 @@ def test_a_problem_longer_than_the_engine_can_hold_fails_before_any_generation()
     )
     long_problem = Problem(id="long", problem="word " * 20_000)  # 100,000 characters
 
-    class Client:  # the EngineClient of one query on an in-process SimEngine
-        def __init__(self, engine: SimEngine) -> None:
-            self.generate, self.abort = engine.generate, engine.abort
-            self.engine = engine
-
-        async def render_chat(self, messages):
-            return self.engine.render_chat(messages)
-
     async def run():
         engine = SimEngine(config.policy)
         reward = REWARDS.build(config.reward.kind, config.reward)
         try:
-            row, trace = await solve_problem(long_problem, config, Client(engine), reward)
+            row, trace = await solve_problem(long_problem, config, engine, engine.chat_template(), reward)
             return row, trace, engine.generated_total
         finally:
             await engine.close()

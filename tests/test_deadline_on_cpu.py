@@ -9,6 +9,7 @@ from inprocess import solve_in_process
 
 from spex_ray import cli
 from spex_ray.config import Config, ConfigError
+from spex_ray.engines.chat import ChatTemplate
 from spex_ray.io import Solution
 from spex_ray.progress import Status, format_solution
 from spex_ray.rewards.confidence import ConfidenceReward
@@ -50,7 +51,11 @@ def test_timeout_row_keeps_its_answer_and_says_why():
     config = _config("run.query_timeout_s=2.5")
     solution, trace = run_virtual(
         solve_problem(
-            problem, config, FakeEngine(answer_rate=0.4, latency=1.0), ConfidenceReward(config.reward)
+            problem,
+            config,
+            FakeEngine(answer_rate=0.4, latency=1.0),
+            ChatTemplate(),
+            ConfidenceReward(config.reward),
         )
     )
     assert solution.status == "timeout"
@@ -58,7 +63,11 @@ def test_timeout_row_keeps_its_answer_and_says_why():
     assert solution.correct is (solution.answer == "7") and trace
     done, _ = run_virtual(
         solve_problem(
-            problem, _config(), FakeEngine(answer_rate=0.4, latency=1.0), ConfidenceReward(config.reward)
+            problem,
+            _config(),
+            FakeEngine(answer_rate=0.4, latency=1.0),
+            ChatTemplate(),
+            ConfidenceReward(config.reward),
         )
     )
     assert (done.status, done.error) == ("ok", None)

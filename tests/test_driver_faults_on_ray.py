@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from spex_ray.actors.engine import EngineActor
-from spex_ray.actors.pool import ActorResources, policy_resources, start_actors
+from spex_ray.actors.pool import ActorResources
+from spex_ray.actors.reward import RewardActor
 from spex_ray.actors.startup import ActorStartError, wait_for_start
 from spex_ray.config import Config
 from spex_ray.io import TRACE_COLUMNS
@@ -146,22 +146,24 @@ def test_actor_warnings_reach_the_driver(ray_session):
 
 
 def test_an_actor_the_cluster_cannot_host_fails_in_bounded_time_naming_the_resource(ray_session):
-    policy = Config.load(None, ["policy.backend=sim"]).policy
+    reward = Config.load(None, ["reward.kind=prm", "reward.model=some/prm"]).reward
     resources = ActorResources(num_gpus=0.0, num_cpus=64.0)
-    actor = EngineActor.options(num_cpus=64).remote(policy, "engine-0")
+    actor = RewardActor.options(num_cpus=64).remote(reward, "reward-0")
     began = time.monotonic()
     with pytest.raises(ActorStartError) as info:
-        wait_for_start([actor], "engine", resources, timeout_s=1.0)
+        wait_for_start([actor], "reward", resources, timeout_s=1.0)
     assert time.monotonic() - began < 30
     assert str(info.value) == (
-        "engine-0 did not start within 1 s: 1 actor needs CPU 64 (64 each); the cluster has CPU 2"
+        "reward-0 did not start within 1 s: 1 actor needs CPU 64 (64 each); the cluster has CPU 2"
     )
 
 
-def test_a_model_path_that_does_not_exist_is_one_line_naming_it(ray_session):
-    policy = Config.load(None, ["policy.model=/nonexistent/model", "policy.num_cpus=0"]).policy
-    with pytest.raises(ActorStartError) as info:
-        start_actors(EngineActor, policy, policy_resources(policy), "engine", 1)
-    assert str(info.value) == (
-        "engine-0 failed to start: ValueError: model directory '/nonexistent/model' does not exist"
+def test_a_model_path_that_does_not_exist_is_one_line_naming_it(ray_session, tmp_path):
+    command = [sys.executable, "-m", "spex_ray.cli", "solve", "--problem", "What is 1 + 1?"]
+    command += ["--set", "policy.model=/nonexistent/model", "--output", str(tmp_path)]
+    done = subprocess.run(command, env=_driver_env(ray_session), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "spex-ray: error: no engine started: engine-0 failed to start: "
+        "ValueError: model directory '/nonexistent/model' does not exist"
     )

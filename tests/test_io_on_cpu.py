@@ -99,7 +99,8 @@ def test_resume_solves_timeout_rows_again_and_skips_any_torn_line(tmp_path):
     resumed = RunWriter(tmp_path)
     assert resumed.done_ids() == {"a"}
     resumed.close()
-    assert [json.loads(line)["query"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()] == ["a"]
+    kept = (tmp_path / "trace.jsonl").read_text().splitlines()
+    assert [json.loads(line)["query"] for line in kept] == ["a"]
 
 
 def test_no_resume_starts_over(tmp_path):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spex_ray.config import PolicyConfig, RewardConfig
+from spex_ray.errors import RunError
 from spex_ray.registries import SCORERS
 
 # -- placement: what an engine actor asks Ray for ------------------------------------------------
@@ -66,7 +67,7 @@ def actor_options(resources: ActorResources) -> tuple[dict[str, Any], Any]:
         ray.get(group.ready(), timeout=PLACEMENT_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError as exc:
         remove_placement_group(group)
-        raise RuntimeError(
+        raise RunError(
             f"could not reserve {list(resources.bundles)} ({resources.strategy}) in {PLACEMENT_TIMEOUT_S:.0f} s; "
             f"the cluster has {ray.cluster_resources()}"
         ) from exc
