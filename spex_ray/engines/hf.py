@@ -163,7 +163,9 @@ class HFEngine:
     def _load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, GenerationConfig
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # an actor's output reaches the driver's console
         tokenizer = self._load_tokenizer()
         resolved = resolve_model(self.policy.model, self.policy.cache_dir)
         dtype = getattr(torch, self.policy.dtype)
