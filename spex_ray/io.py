@@ -148,7 +148,7 @@ class Solution(SearchStats):
     path: list[str] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
     engine: str = ""  # the engine the query ended on
-    retries: int = 0  # its requests re-issued because their engine went away
+    retries: int = 0  # its requests re-issued: their engine went away or failed them (then retried)
     attempts: int = 1  # times the query was started: > 1 after its tree actor died
     answer_node: str | None = None
 

@@ -151,9 +151,16 @@ def get_or_create_allocator(
     """
     # restarted if it dies: engines re-register and queries re-report, so speculation resumes
     options = {"name": ALLOCATOR_NAME, "namespace": namespace, "get_if_exists": True, "max_restarts": 3}
-    handle = BudgetAllocator.options(**options).remote(mode=mode, tau=tau, default_knee=default_knee)
     wanted = {"mode": mode, "tau": float(tau), "default_knee": int(default_knee)}
-    current = ray.get(handle.config.remote())
+    for attempt in range(10):
+        handle = BudgetAllocator.options(**options).remote(mode=mode, tau=tau, default_knee=default_knee)
+        try:
+            current = ray.get(handle.config.remote(), timeout=60)
+            break
+        except ray.exceptions.RayActorError:  # the last batch's allocator, on its way out
+            if attempt == 9:
+                raise
+            time.sleep(0.5)
     if current != wanted:
         log.warning("BudgetAllocator policy %s -> %s", current, wanted)
         ray.get(handle.configure.remote(mode, tau, default_knee))
