@@ -30,7 +30,7 @@ class LocalAllocator:
 
     def report_main(self, engine_id: str, main_in_flight: int) -> None:
         """The engine's MAIN requests in flight changed: re-share and wake queries that gained."""
-        if self.book.engines().get(engine_id, {}).get("main") != main_in_flight:
+        if self.book.main_in_flight(engine_id) != main_in_flight:
             self.book.report_main(engine_id, main_in_flight)
             self._schedule_notify(engine_id)
 
@@ -84,7 +84,7 @@ class LocalBudget:
             min(1.0, max(0.0, reusable_kv)),
             self.order,
         )
-        self.allocator.book.update(demand)
+        self.allocator.book.record(demand)
         self.allocator._schedule_notify(self.engine_id)  # others on the engine may have gained slots
 
     def move(self, engine_id: str) -> None:
