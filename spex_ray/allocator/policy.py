@@ -87,6 +87,9 @@ def share_slots(free: int, demands: list[Demand], mode: Mode = "utility", tau: f
     wanting = [d for d in demands if d.eligible > 0]
     if free <= 0 or not wanting:
         return grants
+    if free >= sum(d.eligible for d in wanting):  # room for all: either mode grants every want
+        grants.update((d.query_id, d.eligible) for d in wanting)
+        return grants
     if mode == "fifo":
         left = free
         for d in sorted(wanting, key=_arrival):
