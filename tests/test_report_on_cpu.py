@@ -31,7 +31,7 @@ PROBLEMS = 6
 
 def sim_run(directory: Path, overrides: list[str]) -> Path:
     config = Config.load(CONFIG, [*SMALL, *overrides])
-    return save_sim_run(simulate(config, sim_problems(PROBLEMS), gpus=2), config, directory)
+    return save_sim_run(simulate(config, sim_problems(PROBLEMS), gpus=2, keep_traces=True), config, directory)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from spex_ray.engines.base import FinishReason, GenRequest, Priority
 from spex_ray.registries import REWARDS
 from spex_ray.runtime import EngineHost, EngineUnavailable, NoEngine, QueryRuntime, RoutedClient, Router
 from spex_ray.runtime.sizing import PoolSizing
+from spex_ray.sim.cluster import kept_nodes
 from spex_ray.sim.loop import run_virtual
-from spex_ray.sim.replay import kept_nodes
 from spex_ray.sim.workload import sim_problems
 from spex_ray.tasks import problems_from_items
 

@@ -11,9 +11,9 @@ import pytest
 from spex_ray.allocator.local import LocalAllocator
 from spex_ray.config import Config
 from spex_ray.sim.calibrate import calibrate, fit_answer_depth, fit_step_lengths
-from spex_ray.sim.cluster import simulate
+from spex_ray.sim.cluster import kept_nodes, simulate
 from spex_ray.sim.loop import DeadlockError, run_virtual
-from spex_ray.sim.replay import kept_nodes, oracle
+from spex_ray.sim.replay import oracle
 from spex_ray.sim.workload import sim_problems
 
 
@@ -124,10 +124,12 @@ def _config(algorithm: str, **spex) -> Config:
 @pytest.mark.parametrize("algorithm", ["rebase", "mcts", "ets", "beam", "dvts"])
 def test_simulated_spex_is_lossless_faster_and_below_the_oracle(algorithm):
     problems = sim_problems(4)
-    base = simulate(_config(algorithm), problems)
+    base = simulate(_config(algorithm), problems, keep_traces=True)
     again = simulate(_config(algorithm), problems)
-    spex = simulate(_config(algorithm, speculate="true", allocator="utility", lookahead=4), problems)
-    best = oracle(_config(algorithm), problems, base)
+    spex = simulate(
+        _config(algorithm, speculate="true", allocator="utility", lookahead=4), problems, keep_traces=True
+    )
+    best = oracle(_config(algorithm), problems, base, keep_traces=True)
     assert base.makespan_s == again.makespan_s > 0  # deterministic
     assert [s.answer for s in spex.solutions] == [s.answer for s in base.solutions]
     for problem in problems:  # the same trees
@@ -153,3 +155,16 @@ def test_a_flat_answer_hazard_is_not_taken_as_a_depth_model():
     ]
     params, _, _ = calibrate(rows)
     assert "answer_scale" not in params
+
+
+def test_simulate_keeps_traces_only_when_asked_and_the_oracle_needs_none():
+    problems = sim_problems(2)
+    plain = simulate(_config("rebase"), problems)
+    traced = simulate(_config("rebase"), problems, keep_traces=True)
+    assert plain.traces == {} and not plain.traces_kept and traced.traces_kept
+    for problem in problems:  # the node ids outlive the query either way
+        assert plain.tree_nodes[problem["id"]] == kept_nodes(traced.traces[problem["id"]])
+    assert (
+        oracle(_config("rebase"), problems, plain).makespan_s
+        == oracle(_config("rebase"), problems, traced).makespan_s
+    )

@@ -88,7 +88,7 @@ class LocalBudget:
             min(1.0, max(0.0, reusable_kv)),
             self.order,
         )
-        self.allocator.book.update(demand)
+        self.allocator.book.record(demand)
         self.allocator._schedule_notify(self.engine_id)  # others on the engine may have gained slots
 
     def move(self, engine_id: str) -> None:

@@ -89,6 +89,9 @@ def share_slots(free: int, demands: list[Demand], mode: Mode = "utility", tau: f
     wanting = [d for d in demands if d.eligible > 0]
     if free <= 0 or not wanting:
         return grants
+    if free >= sum(d.eligible for d in wanting):  # room for all: either mode grants every want
+        grants.update((d.query_id, d.eligible) for d in wanting)
+        return grants
     if mode == "fifo":
         left = free
         for d in sorted(wanting, key=_arrival):
@@ -113,19 +116,21 @@ def _water_fill(free: int, demands: list[Demand], tau: float) -> list[float]:
     rest split what is left by their weights. Weights stay in log space (tiny tau).
     """
     # Utilities relative to the best query, so tau means the same at any scale of demand.
-    scale = max(utility(d) for d in demands) or 1.0
-    z = [utility(d) / scale / tau for d in demands]
-    ranked = sorted((math.log(d.eligible) - z[i], d.order, i) for i, d in enumerate(demands))
+    utilities = [utility(d) for d in demands]
+    scale = max(utilities) or 1.0
+    z = [u / scale / tau for u in utilities]
+    log, exp = math.log, math.exp  # locals: this loop runs at every re-share
+    ranked = sorted((log(d.eligible) - z[i], d.order, i) for i, d in enumerate(demands))
     n = len(ranked)
     suffix_lse = [-math.inf] * (n + 1)  # log sum of weights of ranked[pos:]
     top, acc = -math.inf, 0.0
     for pos in range(n - 1, -1, -1):
         zi = z[ranked[pos][2]]
         if zi > top:
-            acc, top = acc * math.exp(top - zi) + 1.0, zi
+            acc, top = acc * exp(top - zi) + 1.0, zi
         else:
-            acc += math.exp(zi - top)
-        suffix_lse[pos] = top + math.log(acc)
+            acc += exp(zi - top)
+        suffix_lse[pos] = top + log(acc)
     shares = [0.0] * n
     left, pos = float(free), 0
     while pos < n and left > 0:
@@ -143,7 +148,7 @@ def _water_fill(free: int, demands: list[Demand], tau: float) -> list[float]:
 
 def _round_largest_remainder(shares: list[float], demands: list[Demand], total: int) -> dict[str, int]:
     """Integers summing to `total` (each <= eligible): floors, then +1 by largest remainder."""
-    floors = [min(d.eligible, int(shares[i] + 1e-9)) for i, d in enumerate(demands)]
+    floors = [min(d.eligible, int(share + 1e-9)) for share, d in zip(shares, demands, strict=True)]
     units = total - sum(floors)
     if units > 0:
         ranked = sorted(
@@ -159,9 +164,12 @@ def _round_largest_remainder(shares: list[float], demands: list[Demand], total: 
 class BudgetBook:
     """Engines' speculative budgets and the per-query grants; the allocator's whole state.
 
-    Invariant: after every call, the grants on an engine sum to at most its budget (its
-    reported speculative capacity, else knee - MAIN in flight), because every change
-    recomputes that engine's shares. Engines never registered get `default_knee`.
+    Invariant: the grants on an engine, as read, sum to at most its budget (its reported
+    speculative capacity, else knee - MAIN in flight): every change marks that engine's
+    shares stale and every read of a grant re-shares the stale engines first. Re-sharing on
+    read rather than on each change gives the very grants an eager re-share would (the
+    shares are a function of the engine's current state), but a burst of demand changes
+    between two reads costs one re-share. Engines never registered get `default_knee`.
     """
 
     def __init__(self, mode: Mode = "utility", tau: float = 1.0, default_knee: int = 8) -> None:
@@ -173,6 +181,7 @@ class BudgetBook:
         self._grants: dict[str, int] = {}
         self._by_engine: dict[str, dict[str, Demand]] = {}
         self._seen: dict[str, float] = {}  # query -> time of its last update
+        self._stale: dict[str, None] = {}  # engines to re-share before the next read, in order
         self.version = 0
 
     def configure(self, mode: Mode, tau: float, default_knee: int) -> None:
@@ -215,17 +224,21 @@ class BudgetBook:
 
     def update(self, demand: Demand, now: float = 0.0) -> int:
         """Record a query's demand (at time `now`), re-share its engine, return the query's grant."""
+        self.record(demand, now)
+        return self.grant(demand.query_id)
+
+    def record(self, demand: Demand, now: float = 0.0) -> None:
+        """update() without reading the grant back (the re-share waits for the next read)."""
         self._seen[demand.query_id] = now
         old = self._demands.get(demand.query_id)
         if old == demand:  # a plain refresh: nothing changed, no re-share
-            return self._grants[demand.query_id]
+            return
         if old is not None and old.engine_id != demand.engine_id:
             self._remove(old)
             self._recompute(old.engine_id)
         self._demands[demand.query_id] = demand
         self._by_engine.setdefault(demand.engine_id, {})[demand.query_id] = demand
         self._recompute(demand.engine_id)
-        return self._grants[demand.query_id]
 
     def release(self, query_id: str) -> None:
         """Forget a query (it finished); its slots go to the others on its engine."""
@@ -259,16 +272,26 @@ class BudgetBook:
         demand = self._demands.get(query_id)
         return demand.engine_id if demand is not None else None
 
+    def main_in_flight(self, engine_id: str) -> int | None:
+        """The engine's MAIN in flight as engines() reports it (None for an unknown engine)."""
+        if engine_id in self._main:
+            return self._main[engine_id]
+        return 0 if engine_id in self._knee or engine_id in self._by_engine else None
+
     def grant(self, query_id: str) -> int:
         """The query's current grant (0 if unknown)."""
+        if self._stale:
+            self._reshare()
         return self._grants.get(query_id, 0)
 
     def grants(self) -> dict[str, int]:
         """Every recorded query's grant."""
+        self._reshare()
         return dict(self._grants)
 
     def granted_on(self, engine_id: str) -> int:
         """Sum of the grants on an engine."""
+        self._reshare()
         return sum(self._grants[q] for q in self._by_engine.get(engine_id, {}))
 
     def demands(self) -> list[Demand]:
@@ -300,8 +323,14 @@ class BudgetBook:
             self._by_engine.pop(demand.engine_id, None)
 
     def _recompute(self, engine_id: str) -> None:
+        """The engine's shares changed: count a new version, re-share at the next read."""
         self.version += 1
-        on_engine = self._by_engine.get(engine_id)
-        if on_engine:
-            shares = share_slots(self.budget(engine_id), list(on_engine.values()), self.mode, self.tau)
-            self._grants.update(shares)
+        self._stale[engine_id] = None
+
+    def _reshare(self) -> None:
+        stale, self._stale = self._stale, {}
+        for engine_id in stale:
+            on_engine = self._by_engine.get(engine_id)
+            if on_engine:
+                shares = share_slots(self.budget(engine_id), list(on_engine.values()), self.mode, self.tau)
+                self._grants.update(shares)

@@ -86,8 +86,12 @@ def load_run(path: str | Path) -> RunData:
 
 def save_sim_run(run: Any, config: Any, output: str | Path) -> Path:
     """Write a `spex_ray.sim.simulate` batch (a SimRun) and its Config into the run
-    directory `output`, as solve() writes one; returns the directory."""
+    directory `output`, as solve() writes one; returns the directory. The run must hold its
+    traces (`simulate(..., keep_traces=True)`)."""
     from spex_ray.resume import search_identity
+
+    if not run.traces_kept:
+        raise ValueError("save_sim_run needs the run's traces: simulate it with keep_traces=True")
 
     writer = RunWriter(output, resume=False, identity=search_identity(config))
     try:

@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from spex_ray.config import PolicyConfig
@@ -89,10 +89,18 @@ class _Seq:
     generated: int = 0
     credit: float = 0.0  # fractional accepted tokens (speculative decoding)
     verify_steps: int = 0
+    # the lengths, fixed once the request is in: the scheduler reads them for every sequence
+    # of every iteration
+    prompt_len: int = field(init=False)
+    plan_len: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prompt_len = len(self.prompt_ids)
+        self.plan_len = len(self.plan.token_ids)
 
     @property
     def prefill_left(self) -> int:
-        return len(self.prompt_ids) - self.prefilled
+        return self.prompt_len - self.prefilled
 
     @property
     def context(self) -> int:
@@ -100,7 +108,7 @@ class _Seq:
 
     @property
     def remaining(self) -> int:
-        return len(self.plan.token_ids) - self.generated
+        return self.plan_len - self.generated
 
     @property
     def kv_need(self) -> int:
@@ -350,21 +358,22 @@ class SimEngine:
         steps: list[tuple[_Seq, int, int]] = []
         prefill = attention = prefill_kv = decode_seqs = decode_context = 0
         for seq in self._running.values():
-            if seq.prefill_left > 0:
-                n = min(seq.prefill_left, budget)
+            start = seq.prefilled
+            left = seq.prompt_len - start
+            if left > 0:
+                n = min(left, budget)
                 if n <= 0:
                     continue
                 budget -= n
-                start = seq.prefilled
                 prefill += n
                 attention += (2 * start + n - 1) * n // 2
                 prefill_kv += start + n
-                steps.append((seq, n, 1 if n == seq.prefill_left else 0))
+                steps.append((seq, n, 1 if n == left else 0))
             else:
                 seq.credit += accept
-                out = max(1, min(int(seq.credit), seq.remaining))
+                out = max(1, min(int(seq.credit), seq.plan_len - seq.generated))
                 decode_seqs += 1
-                decode_context += seq.context
+                decode_context += start + seq.generated
                 steps.append((seq, 0, out))
         work = IterationWork(prefill, attention, prefill_kv, decode_seqs, decode_context, verify)
         return work, steps
@@ -372,21 +381,22 @@ class SimEngine:
     def _apply(self, steps: list[tuple[_Seq, int, int]]) -> None:
         """Credit the iteration's progress to the sequences still running; finish the done ones."""
         now = self.clock()
+        running = self._running
         for seq, prefilled, out in steps:
-            if self._running.get(seq.request.request_id) is not seq:
+            if running.get(seq.request.request_id) is not seq:
                 continue  # aborted during the iteration
             if prefilled:
                 seq.prefilled += prefilled
-                if seq.prefill_left == 0:
+                if seq.prefilled == seq.prompt_len:
                     self.cache.insert(seq.prompt_ids)  # like SGLang's cache_unfinished_req
             if out:
                 if seq.generated == 0:
                     seq.first_token_time = now
-                if seq.prefill_left == 0 and not prefilled:
+                if not prefilled and seq.prefilled == seq.prompt_len:
                     seq.credit -= out
                     seq.verify_steps += 1
                 seq.generated += out
-            if seq.remaining <= 0:
+            if seq.generated >= seq.plan_len:
                 self._finish(seq, seq.plan.finish_reason)
 
     # ------------------------------------------------------------------ results

@@ -29,24 +29,27 @@ from spex_ray.tree.tree import QueryTree
 
 
 def oracle(
-    config: Config, problems: Sequence[Problem | dict[str, Any]], baseline: SimRun, gpus: int = 1
+    config: Config,
+    problems: Sequence[Problem | dict[str, Any]],
+    baseline: SimRun,
+    gpus: int = 1,
+    *,
+    keep_traces: bool = False,
 ) -> SimRun:
-    """Replay `baseline`'s trees with perfect foresight (see the module docstring)."""
-    return run_virtual(_oracle(sim_config(config), as_problems(problems), baseline, gpus))
+    """Replay `baseline`'s trees (its `tree_nodes`) with perfect foresight (see the module
+    docstring); `keep_traces` as for simulate()."""
+    return run_virtual(_oracle(sim_config(config), as_problems(problems), baseline, gpus, keep_traces))
 
 
-def kept_nodes(trace: list[TraceRow]) -> list[str]:
-    """The ids of the nodes a search put in its tree (primary or promoted requests)."""
-    return [row.node for row in trace if row.outcome in ("used", "promoted")]
-
-
-async def _oracle(config: Config, problems: list[Problem], baseline: SimRun, gpus: int) -> SimRun:
+async def _oracle(
+    config: Config, problems: list[Problem], baseline: SimRun, gpus: int, keep_traces: bool
+) -> SimRun:
     config = dataclasses.replace(config, spex=dataclasses.replace(config.spex, speculate=False))
 
     async def solve(problem, config, client, chat, reward, budget):
-        return await _replay(problem, config, client, chat, reward, kept_nodes(baseline.traces[problem.id]))
+        return await _replay(problem, config, client, chat, reward, baseline.tree_nodes[problem.id])
 
-    run = await run_batch(config, problems, gpus, solve)
+    run = await run_batch(config, problems, gpus, solve, keep_traces=keep_traces)
     graded = {s.id: s for s in baseline.solutions}
     for solution in run.solutions:  # the same tree as the baseline's, so the same answer
         solution.answer, solution.correct = graded[solution.id].answer, graded[solution.id].correct

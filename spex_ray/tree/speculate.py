@@ -100,6 +100,7 @@ class Speculation:
         self.live: dict[str, SpecEntry] = {}  # child id -> entry not yet promoted or dropped
         self.history: list[SpecEntry] = []
         self._aborts: list[asyncio.Task] = []
+        self._pending = 0  # entries in state PENDING (all of them live): read at every fill
         self.max_in_flight = 0
         self.closed = False
         budget.on_grant = lambda _slots: self.fill()  # use new slots the moment they arrive
@@ -114,7 +115,7 @@ class Speculation:
         """The speculative child (parent, k), promoted to primary, or None."""
         entry = self.live.pop(parent.child_id(k), None)
         if entry is not None:
-            entry.state = SpecState.PROMOTED
+            self._set_state(entry, SpecState.PROMOTED)
             self._learn(True)
         return entry
 
@@ -188,7 +189,7 @@ class Speculation:
 
     @property
     def in_flight(self) -> int:
-        return sum(1 for e in self.live.values() if e.state == SpecState.PENDING)
+        return self._pending
 
     def stats(self) -> SpeculationStats:
         tokens = [e.result.completion_tokens if e.result else 0 for e in self.history]
@@ -232,6 +233,7 @@ class Speculation:
         entry = SpecEntry(parent, k, self._host.steps.request(parent, k, "spec"))
         self.live[entry.child_id] = entry
         self.history.append(entry)
+        self._pending += 1
         entry.task = asyncio.get_running_loop().create_task(self._run(entry))
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
@@ -241,19 +243,19 @@ class Speculation:
         entry.result = result
         if result.finish_reason in (FinishReason.ABORT, FinishReason.ERROR):
             if entry.state != SpecState.PROMOTED:
-                entry.state = SpecState.ABORTED
+                self._set_state(entry, SpecState.ABORTED)
             self.live.pop(entry.child_id, None)
             return
         entry.node = await steps.score(entry.parent, entry.k, result)
         if entry.state == SpecState.PENDING:
-            entry.state = SpecState.DONE
+            self._set_state(entry, SpecState.DONE)
         self.fill()  # lookahead: a scored speculative child may be worth expanding too
 
     def _drop(self, entry: SpecEntry) -> None:
         """Abort or discard `entry`, then its speculative children (recursion takes the rest)."""
         self.live.pop(entry.child_id, None)
         if entry.state == SpecState.PENDING:
-            entry.state = SpecState.ABORTED
+            self._set_state(entry, SpecState.ABORTED)
             abort = self._host.steps.abort(entry.request.request_id)
             self._aborts.append(asyncio.get_running_loop().create_task(abort))
             self._learn(False)
@@ -262,6 +264,10 @@ class Speculation:
         for other in list(self.live.values()):
             if other.parent.id == entry.child_id:
                 self._drop(other)
+
+    def _set_state(self, entry: SpecEntry, state: SpecState) -> None:
+        self._pending -= (entry.state == SpecState.PENDING) - (state == SpecState.PENDING)
+        entry.state = state
 
     def _learn(self, useful: bool) -> None:
         self.usefulness = self.ema_decay * self.usefulness + (1 - self.ema_decay) * float(useful)
