@@ -23,10 +23,10 @@ from spex_ray.batch import BatchResult
 from spex_ray.config import Config
 from spex_ray.engines.base import GenRequest, GenResult
 from spex_ray.io import Solution, TraceRow
-from spex_ray.rewards import REWARDS
 from spex_ray.rewards.base import Reward
 from spex_ray.sim.engine import SimEngine
 from spex_ray.sim.loop import run_virtual
+from spex_ray.sim.prm import build_sim_reward, shared_devices
 from spex_ray.sim.settings import SimSettings
 from spex_ray.solution import solve_problem
 from spex_ray.tasks import Problem, problems_from_items
@@ -92,7 +92,8 @@ class _Cluster:
     """Engines, their live query counts, and the allocator (when speculation shares slots)."""
 
     def __init__(self, config: Config, gpus: int) -> None:
-        self.engines = [SimEngine(config.policy) for _ in range(gpus)]
+        self.devices = shared_devices(config, gpus)  # GPUs a modeled PRM shares (sim/prm.py), else None
+        self.engines = [SimEngine(config.policy, device=device) for device in self.devices]
         self.live = [0] * gpus
         spex = config.spex
         self.allocator: LocalAllocator | None = None
@@ -140,7 +141,7 @@ async def run_batch(config: Config, problems: list[Problem], gpus: int, solve: S
     with the fewest live queries; modeled makespan and per-query latencies."""
     cluster = _Cluster(config, gpus)
     await cluster.start()
-    reward = REWARDS.build(config.reward.kind, config.reward)
+    reward = build_sim_reward(config, cluster.devices)  # a modeled PRM brings its own engines
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(config.run.concurrency)
     start = loop.time()
@@ -161,6 +162,7 @@ async def run_batch(config: Config, problems: list[Problem], gpus: int, solve: S
     results = await asyncio.gather(*(one(i, p) for i, p in enumerate(problems)))
     makespan = loop.time() - start
     await cluster.close()
+    await reward.close()
     return _run(problems, results, makespan, cluster, latencies)
 
 
