@@ -96,6 +96,8 @@ MODELS: dict[str, ModelSpec] = {
     "llama-3-8b": ModelSpec("llama-3-8b", 8.0e9, 8.0e9, 32, 4096, 8, 128),
     # Llemma-34B: CodeLlama-34B architecture (GQA, 8 KV heads).
     "llemma-34b": ModelSpec("llemma-34b", 33.7e9, 33.7e9, 48, 8192, 8, 128),
+    # Qwen2.5-Math-1.5B(-Instruct): 28 layers, GQA 2 KV heads of 128, tied embeddings.
+    "qwen2.5-math-1.5b": ModelSpec("qwen2.5-math-1.5b", 1.54e9, 1.54e9, 28, 1536, 2, 128),
     # Process reward models (the sim_prm reward's scoring model, sim/prm.py):
     # Math-Shepherd's PRM (peiyi9979/math-shepherd-mistral-7b-prm): Mistral-7B, GQA 8 KV heads.
     "math-shepherd-mistral-7b-prm": ModelSpec(

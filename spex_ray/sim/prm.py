@@ -19,8 +19,9 @@ Where the PRM runs (the reward section):
                           policy's GPU type, reward.tp GPUs each); < 1: one PRM engine on each
                           policy engine's GPU, time-sharing it (sim/device.py)
     reward.max_batch_size paths in one PRM iteration
-    reward.mem_fraction_static  the PRM engine's share of its GPU's memory (0 = 0.9; on a
-                          shared GPU set it and policy.mem_fraction_static to split the memory)
+    reward.mem_fraction_static  the PRM engine's share of its GPU's memory (0 = 0.9 on a GPU
+                          of its own; on a shared GPU, 0 = 0.9 less policy.mem_fraction_static,
+                          which must then be set)
 
 The timing knobs (efficiency, overhead, prefill chunk, time_scale) are the policy's
 (policy.sim). The confidence and sim rewards stay free. This reward needs the simulated
@@ -36,6 +37,7 @@ from typing import Any
 
 from spex_ray.config import Config, PolicyConfig, RewardConfig
 from spex_ray.engines.base import FinishReason, GenRequest, GenResult, Priority
+from spex_ray.hardware.roofline import MEM_FRACTION
 from spex_ray.registries import REWARDS
 from spex_ray.rewards.base import StepContext
 from spex_ray.sim.device import SharedDevice
@@ -146,11 +148,26 @@ def prm_policy(reward: RewardConfig, policy: PolicyConfig) -> PolicyConfig:
         model=model,
         tp=reward.tp,
         max_batch_size=reward.max_batch_size,
-        mem_fraction_static=reward.mem_fraction_static,
+        mem_fraction_static=memory_share(reward, policy),
         backends={"sim": settings},
     )
     prm.validate()
     return prm
+
+
+def memory_share(reward: RewardConfig, policy: PolicyConfig) -> float:
+    """The PRM engine's share of its GPU's memory; on the policy's GPU the two shares must fit."""
+    if not colocated(reward):
+        return reward.mem_fraction_static
+    policy_share = policy.mem_fraction_static
+    share = reward.mem_fraction_static or MEM_FRACTION - policy_share
+    if not policy_share or share <= 0 or policy_share + share > 1:
+        raise ValueError(
+            "reward.num_gpus < 1 puts the PRM on the policy's GPU: split its memory with "
+            f"policy.mem_fraction_static and reward.mem_fraction_static (now {policy_share} and "
+            f"{reward.mem_fraction_static}; 0 = the rest of {MEM_FRACTION}), e.g. 0.55 and 0.35"
+        )
+    return share
 
 
 def is_modeled_prm(reward: RewardConfig) -> bool:

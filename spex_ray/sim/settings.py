@@ -28,7 +28,8 @@ def resolve_model_name(name: str) -> str:
     if key in ("", "embedded"):
         return "llama-3-8b"
     key = key.rstrip("/").split("/")[-1].replace("_", "-")
-    for candidate in (key, key.removeprefix("meta-"), key.removesuffix("-instruct")):
+    bare = key.removeprefix("meta-")
+    for candidate in (key, bare, key.removesuffix("-instruct"), bare.removesuffix("-instruct")):
         with contextlib.suppress(KeyError):
             return model_spec(candidate).name
     model_spec(key)  # raises the KeyError that lists the known models
