@@ -436,7 +436,7 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=10.0, help="scale: wall s per modeled s on Ray")
     args = parser.parse_args()
     defaults = {"throughput": [1, 4, 16], "occupancy": [1, 4, 16], "sensitivity": [1, 16], "scale": [32]}
-    args.concurrency = args.concurrency or defaults.get(args.figure, [1, 8])
+    args.concurrency = args.concurrency or defaults.get(args.figure, [1, 16])
     args.searches = args.searches or (["REBASE-8"] if args.figure == "scale" else ["REBASE-16", "MCTS-10"])
     args.rewards = args.rewards or (list(REWARDS) if args.figure == "throughput" else ["confidence"])
     try:
