@@ -55,6 +55,7 @@ SEARCHES = {
 # its own of the policy's type, or sharing the policy's GPU (time and memory split).
 REWARDS = {
     "confidence": ["reward.kind=confidence"],
+    "free PRM": ["reward.kind=sim"],  # the PRM's scores at no cost: what the PRM rows pay for
     "PRM": ["reward.kind=sim_prm", "reward.num_gpus=1"],
     "PRM shared": [
         "reward.kind=sim_prm",

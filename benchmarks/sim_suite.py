@@ -44,8 +44,11 @@ from sim_common import (
     summarize,
 )
 
+from spex_ray.sim.workload import WorkloadParams
+
 H100 = "H100 + Llama-3-8B"
 SPEX = "spec+alloc"
+GRID_REWARDS = ["confidence", "PRM", "PRM shared"]  # the throughput figure's rewards
 SPREADS = (0.4, 0.5, 0.6, 0.7, 0.82)  # step_tokens_sigma values of the sensitivity figure
 ANSWER_SCALES = (3.0, 5.0, 8.0)  # answer_scale values of the sensitivity figure
 
@@ -57,6 +60,11 @@ def _command() -> str:
 def _title(args: argparse.Namespace, text: str) -> str:
     """The figure's title, with the --set overrides it ran under."""
     return f"{text} [{', '.join(args.set)}]" if args.set else text
+
+
+def _rewards(args: argparse.Namespace) -> str:
+    """', free PRM' in a throughput title when it ran other rewards than the grid's."""
+    return "" if args.rewards == GRID_REWARDS else ", " + ", ".join(args.rewards)
 
 
 def _num(key: str, digits: int = 1):
@@ -103,8 +111,10 @@ def _bars(rows: list[dict[str, Any]], ax, group: str, series: str, value: str = 
                 [by_group[g][f"{value}_max"] - by_group[g][value] for g in groups],
             ]
         ax.bar(xs, heights, width, yerr=errors, capsize=2, label=name)
-    ax.set_xticks([g + width * (len(names) - 1) / 2 for g in range(len(groups))], groups, fontsize=7)
-    ax.figure.set_size_inches(max(9.0, 0.6 * len(groups)), 4.5)
+    crowded = len(groups) > 12  # many cells: upright labels, a taller figure
+    ticks = [g + width * (len(names) - 1) / 2 for g in range(len(groups))]
+    ax.set_xticks(ticks, groups, fontsize=7, rotation=90 if crowded else 0)
+    ax.figure.set_size_inches(max(9.0, 0.45 * len(groups)), 6.5 if crowded else 4.5)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_ylabel(f"{value} (vs baseline)" if value == "speedup" else value)
     ax.legend(fontsize=8)
@@ -137,7 +147,7 @@ def _gain_columns(summary: list[dict[str, Any]], by: tuple[str, ...] = ()) -> di
         "SPEX of oracle": lambda r: f"{r['speedup'] / best(r)['speedup']:.0%}",
         "share of gain": lambda r: (
             f"{gain_share(r['speedup'], best(r)['speedup']):.0%} "
-            f"({r['gain_share_min'] * 100:.0f}-{r['gain_share_max']:.0%})"
+            f"({r['gain_share_min'] * 100:.0f} to {r['gain_share_max']:.0%})"
         ),
     }
 
@@ -165,27 +175,31 @@ def throughput(args: argparse.Namespace) -> None:
         },
     )
 
-    def plot(rows, ax):
-        bars = [
-            dict(
-                r,
-                cell=f"{r['target'].split(' ')[0]} {r['search']}\n{r['reward']} c{r['concurrency']}",
-                series="SPEX" if r["variant"] == SPEX else r["variant"],
-            )
-            for r in summarize(rows)
-            if r["variant"] != "baseline"
-        ]
-        _bars(bars, ax, "cell", "series")
-
     save(
         args.name or "throughput",
         rows,
-        title=_title(args, "Throughput: SPEX (speculation + allocator) vs baseline and the oracle"),
+        title=_title(
+            args, "Throughput: SPEX (speculation + allocator) vs baseline and the oracle" + _rewards(args)
+        ),
         command=_command(),
         table=table,
-        plot=plot,
+        plot=_throughput_plot,
         notes=THROUGHPUT_NOTES.format(seeds=args.seeds, problems=args.problems),
     )
+
+
+def _throughput_plot(rows: list[dict[str, Any]], ax) -> None:
+    """SPEX and oracle speedup bars (mean, min-max over the seeds) per cell."""
+    bars = [
+        dict(
+            r,
+            cell=f"{r['target'].split(' ')[0]} {r['search']} {r['reward']} c{r['concurrency']}",
+            series="SPEX" if r["variant"] == SPEX else r["variant"],
+        )
+        for r in summarize(rows)
+        if r["variant"] != "baseline"
+    ]
+    _bars(bars, ax, "cell", "series")
 
 
 def ablation(args: argparse.Namespace) -> None:
@@ -313,14 +327,20 @@ def sensitivity(args: argparse.Namespace) -> None:
     knobs = [("step_tokens_sigma", v) for v in args.spreads] + [
         ("answer_scale", v) for v in args.answer_scales
     ]
-    rows = []
+    rows, default_rows = [], []
     for parameter, value in knobs:
-        workload = f"policy.sim.workload={{{parameter}: {value}}}"
-        for cell in _cells(args, [H100]):
-            cell_rows = _runs(args, cell, [SPEX], with_oracle=True, extra=[*args.set, workload])
-            for row in cell_rows:
-                row.update(parameter=parameter, value=value)
-            rows += cell_rows
+        is_default = value == getattr(WorkloadParams(), parameter)
+        if not (is_default and default_rows):  # the default workload runs once, for both knobs
+            workload = [] if is_default else [f"policy.sim.workload={{{parameter}: {value}}}"]
+            cell_rows = [
+                row
+                for cell in _cells(args, [H100])
+                for row in _runs(args, cell, [SPEX], with_oracle=True, extra=[*args.set, *workload])
+            ]
+            default_rows = cell_rows if is_default else default_rows
+        else:
+            cell_rows = [dict(row) for row in default_rows]
+        rows += [dict(row, parameter=parameter, value=value) for row in cell_rows]
     by = ("parameter", "value")
     add_gain_share(rows, SPEX, by)
     summary = summarize(rows, by)
@@ -438,7 +458,7 @@ def main() -> None:
     defaults = {"throughput": [1, 4, 16], "occupancy": [1, 4, 16], "sensitivity": [1, 16], "scale": [32]}
     args.concurrency = args.concurrency or defaults.get(args.figure, [1, 16])
     args.searches = args.searches or (["REBASE-8"] if args.figure == "scale" else ["REBASE-16", "MCTS-10"])
-    args.rewards = args.rewards or (list(REWARDS) if args.figure == "throughput" else ["confidence"])
+    args.rewards = args.rewards or (GRID_REWARDS if args.figure == "throughput" else ["confidence"])
     try:
         if args.figure == "scale":
             from sim_scale import scale
