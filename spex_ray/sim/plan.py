@@ -46,8 +46,8 @@ class ClusterPlan:
         """The plan as the command prints it."""
         accuracy = "ungraded" if self.accuracy is None else f"{self.accuracy:.0%}"
         return [
-            f"{self.queries} queries, {self.concurrency} in flight, on {self.engines} simulated "
-            f"engines ({self.gpus} GPUs)",
+            f"{self.queries} queries, {self.concurrency} in flight, on {_count(self.engines, 'simulated engine')} "
+            f"({_count(self.gpus, 'GPU')})",
             f"questions/min     {self.questions_per_minute:.1f}",
             f"latency p50 / p99 {self.latency_p50_s:.1f} s / {self.latency_p99_s:.1f} s",
             f"GPU-s per query   {self.gpu_seconds_per_query:.1f}",
@@ -111,3 +111,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     rank = (len(values) - 1) * q / 100
     low, high = math.floor(rank), math.ceil(rank)
     return values[low] + (values[high] - values[low]) * (rank - low)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
