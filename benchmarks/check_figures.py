@@ -1,10 +1,12 @@
 """Rerun the simulator figures and compare them with the committed results, row by row.
 
-    .venv/bin/python benchmarks/check_figures.py                # every figure but scale (~3 min)
+    .venv/bin/python benchmarks/check_figures.py                # every figure but scale and the slow ones (~3 min)
     .venv/bin/python benchmarks/check_figures.py ablation oracle
+    .venv/bin/python benchmarks/check_figures.py algorithms     # a slow one (about an hour here)
 
 Each figure's command is read from its section of BENCHMARKS.md (`<!-- sim:NAME -->`), run
-through sim_suite.py with the writing of results replaced by a comparison: every column of
+through its script (sim_suite.py or sim_algorithms.py) with the writing of results replaced
+by a comparison: every column of
 benchmarks/results/NAME.parquet must come out equal, bit for bit, in every row. Nothing is
 written. A refactor that must not change behaviour passes this; a model change shows which
 cells moved. `scale` is skipped: its Ray columns are measured wall-clock figures.
@@ -12,6 +14,7 @@ cells moved. `scale` is skipped: its Ray columns are measured wall-clock figures
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import shlex
@@ -21,19 +24,21 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import sim_common
-import sim_suite
 
 SKIPPED = {"scale"}
+SLOW = {"algorithms"}  # checked only when named
+SCRIPTS = ("sim_suite", "sim_algorithms")
 
 
-def figure_commands() -> dict[str, list[str]]:
-    """NAME -> the sim_suite.py arguments recorded in BENCHMARKS.md for that figure."""
+def figure_commands() -> dict[str, tuple[str, list[str]]]:
+    """NAME -> (script module, its arguments) as recorded in BENCHMARKS.md for that figure."""
     text = sim_common.BENCHMARKS_MD.read_text()
     sections = re.findall(r"<!-- sim:([\w-]+) -->\n###[^\n]*\n\n```\n([^\n]+)\n```", text)
     commands = {}
     for name, command in sections:
         words = shlex.split(command)
-        commands[name] = words[words.index("benchmarks/sim_suite.py") + 1 :]
+        script = next(i for i, word in enumerate(words) if word.endswith(".py") and "benchmarks/" in word)
+        commands[name] = (words[script].rpartition("/")[2].removesuffix(".py"), words[script + 1 :])
     return commands
 
 
@@ -53,12 +58,15 @@ def _same(a: Any, b: Any) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-def check(name: str, arguments: list[str]) -> bool:
+def check(name: str, script: str, arguments: list[str]) -> bool:
+    if script not in SCRIPTS:
+        raise SystemExit(f"{name}: its command runs {script}.py, which has no figures to check")
+    module = importlib.import_module(script)
     saved: dict[str, list[dict[str, Any]]] = {}
-    sim_suite.save = lambda figure, rows, **_: saved.setdefault(figure, [dict(r) for r in rows])
-    sys.argv = ["sim_suite.py", *arguments]
+    module.save = lambda figure, rows, **_: saved.setdefault(figure, [dict(r) for r in rows])
+    sys.argv = [f"{script}.py", *arguments]
     started = time.time()
-    sim_suite.main()
+    module.main()
     committed = pq.read_table(sim_common.RESULTS / f"{name}.parquet").to_pylist()
     found = differences(saved[name], committed)
     print(f"{name}: {'same' if not found else 'DIFFERENT'} ({time.time() - started:.0f} s)", flush=True)
@@ -69,12 +77,12 @@ def check(name: str, arguments: list[str]) -> bool:
 
 def main() -> int:
     commands = figure_commands()
-    names = sys.argv[1:] or [name for name in commands if name not in SKIPPED]
+    names = sys.argv[1:] or [name for name in commands if name not in SKIPPED | SLOW]
     unknown = [name for name in names if name not in commands or name in SKIPPED]
     if unknown:
         print(f"no checkable figure {', '.join(unknown)}; figures: {', '.join(sorted(commands))}")
         return 2
-    results = [check(name, commands[name]) for name in names]
+    results = [check(name, *commands[name]) for name in names]
     print("all figures reproduce" if all(results) else "some figures differ")
     return 0 if all(results) else 1
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +21,13 @@ from typing import Any
 import ray
 from ray.exceptions import AuthenticationError
 
-from spex_ray.actors.engine import EngineActor, EngineMonitor
-from spex_ray.actors.pool import policy_resources, remove_groups, start_actors
+from spex_ray.actors.fleet import EngineFleet, kill
+from spex_ray.actors.pool import remove_groups
 from spex_ray.actors.reward import start_reward_actors
 from spex_ray.actors.tree import TreeActor
 from spex_ray.batch import BatchResult
 from spex_ray.config import Config
+from spex_ray.errors import RunError
 from spex_ray.io import (
     CONFIG_FILE,
     ERROR_TAIL_CHARS,
@@ -37,12 +40,14 @@ from spex_ray.io import (
     output_file,
 )
 from spex_ray.outputs import OutputError, is_uri
-from spex_ray.progress import Progress
+from spex_ray.progress import CONSOLE, Progress
 from spex_ray.resume import default_output, search_identity
-from spex_ray.tasks import Problem, load_problems, problems_from_items
+from spex_ray.tasks import Problem, load_problems, problem_items, problems_from_items, unique_problems
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0  # the live status line's refresh while no query finishes
+TREE_RESTARTS = 3  # a tree actor is restarted, and a query on it admitted again, this often
+TREE_RETRY_S = 2.0  # a query lost with its tree actor is admitted again after attempt x this
 
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in the entrypoint of a submitted job
 
@@ -96,6 +101,11 @@ class RunResult(BatchResult):
     def trace_path(self) -> Path | str:
         return output_file(self.output_dir, TRACE_FILE)
 
+    @property
+    def report_command(self) -> str:
+        """The command that writes this run's HTML report (spex_ray/report/)."""
+        return f"spex-ray report {shlex.quote(str(self.output_dir))}"
+
 
 def solve(
     problems: Iterable[str | dict | Problem] | None = None,
@@ -128,7 +138,10 @@ def solve(
     finished = {solution.id: solution for solution in writer.solutions()}
     solutions = [finished[p.id] for p in batch if p.id in finished]
     elapsed = time.time() - started
-    return RunResult(solutions, writer.output, elapsed, stats, allocator_stats, reused=len(reused))
+    result = RunResult(solutions, writer.output, elapsed, stats, allocator_stats, reused=len(reused))
+    if config.run.progress != "off":
+        CONSOLE.print(f"spex-ray: see the run: {result.report_command}")
+    return result
 
 
 def _load_config(config: Config | str | Path | None, overrides: Sequence[str]) -> Config:
@@ -153,9 +166,9 @@ def _problems(problems: Iterable[str | dict | Problem] | None, config: Config) -
             task.offset,
             seed=config.run.seed,
         )
-    items = list(problems)
+    items = problem_items(problems)  # a bare string is one problem
     if all(isinstance(item, Problem) for item in items):
-        return items
+        return unique_problems(items)
     return problems_from_items(items, task.problem_field, task.answer_field, task.id_field)
 
 
@@ -196,7 +209,8 @@ def _ensure_ray(address: str) -> None:
     where = address or os.environ.get("RAY_ADDRESS", "")
     log.info("connecting to Ray ..." if where else "starting Ray ...")
     try:
-        ray.init(address=address or None, log_to_driver=False)
+        # actors' warnings (and prints) reach this driver's stderr, deduplicated across actors
+        ray.init(address=address or None, log_to_driver=True)
     except AuthenticationError as exc:
         raise ClusterConnectError(
             f"the Ray cluster at {where} refused this client ({exc.message}): {_TOKEN_HINT}"
@@ -215,21 +229,27 @@ def _run_batch(
     """Run the batch; returns the engines' stats and the allocator's snapshot ({} without one)."""
     progress = Progress(already_done + len(todo), config.run.progress, already_done)
     log.info("loading model %s ...", _model_text(config.policy))
-    started = time.time()
-    engines, groups = _start_engines(config)
-    log.info("engines ready in %.1fs: %s", time.time() - started, _engines_text(engines))
-    # reward actors after the policy engines: SGLang sizes its KV cache from the free memory
-    rewards, reward_groups = start_reward_actors(config.reward)
-    allocator = _start_allocator(config, engines)
-    trees = [TreeActor.remote(config, engines, allocator, rewards) for _ in range(config.run.tree_actors)]
+    allocator = _start_allocator(config)  # first: engines register with it as they start
+    fleet = EngineFleet(config, allocator)
+    trees: list[Any] = []
+    rewards, reward_groups = [], []
     try:
-        _stream(todo, trees, config.run.concurrency, writer, progress, EngineMonitor(engines))
-        stats = [_engine_stats(load) for load in ray.get([e.load.remote() for e in engines])]
-        return stats, ray.get(allocator.snapshot.remote()) if allocator is not None else {}
+        fleet.start(len(todo))
+        chat = _chat_template(fleet, len(todo))
+        # reward actors after the policy engines: SGLang sizes its KV cache from the free memory
+        rewards, reward_groups = start_reward_actors(config.reward)
+        trees = [
+            TreeActor.options(max_restarts=TREE_RESTARTS).remote(config, chat, allocator, rewards)
+            for _ in range(config.run.tree_actors)
+        ]
+        fleet.attach(trees)
+        _stream(todo, trees, config.run.concurrency, writer, progress, fleet)
+        return fleet.shutdown(), _allocator_snapshot(allocator)
     finally:
         progress.close()
-        _shutdown([*engines, *rewards], trees)
-        remove_groups([*groups, *reward_groups])
+        fleet.shutdown()
+        _shutdown([*rewards, *trees])
+        remove_groups(reward_groups)
 
 
 def _model_text(policy: Any) -> str:
@@ -237,40 +257,55 @@ def _model_text(policy: Any) -> str:
     from spex_ray.engines.models import EMBEDDED, embedded_model_dir
 
     engines = f"{policy.num_engines} engine{'s' if policy.num_engines > 1 else ''}"
+    if policy.max_engines:
+        most = "one per GPU" if policy.max_engines < 0 else str(policy.max_engines)
+        engines = f"{policy.min_engines} to {most} engines, elastic"
     first_use = policy.backend == "hf" and (policy.model or EMBEDDED) == EMBEDDED
     if first_use and not embedded_model_dir(policy.cache_dir).is_dir():
         engines += "; its first use fetches it from PyPI, up to a minute"
     return f"{policy.model} ({policy.backend}, {engines})"
 
 
-def _engines_text(engines: list[Any]) -> str:
-    """ "engine-0 hf embedded on CPU, 2 torch threads (all cores)" for each engine."""
-    texts = []
-    for info in ray.get([engine.describe.remote() for engine in engines]):
-        threads = info["cpu_threads"]
-        on_cpu = f" on CPU, {threads} torch threads (all cores)" if threads else ""
-        texts.append(f"{info['name']} {info['backend']} {info['model']}{on_cpu}")
-    return "; ".join(texts)
+def _chat_template(fleet: EngineFleet, queries: int) -> Any:
+    """The engines' chat template, from the first engine that serves (an elastic pool may
+    have to wait for a node to join first)."""
+    deadline = time.time() + fleet.policy.start_timeout_s
+    while not fleet.serving():
+        if time.time() > deadline:
+            raise RunError(
+                f"no engine served within policy.start_timeout_s={fleet.policy.start_timeout_s:.0f}s"
+            )
+        time.sleep(0.2)
+        fleet.tick(time.time(), queries)
+    first = next(iter(fleet.serving().values()))
+    return ray.get(first.handle.chat_template.remote())
 
 
-def _start_engines(config: Config) -> tuple[list[Any], list[Any]]:
-    """The policy engine actors, started, and their placement groups (tensor parallel only)."""
-    policy = config.policy
-    return start_actors(EngineActor, policy, policy_resources(policy), "engine", policy.num_engines)
-
-
-def _start_allocator(config: Config, engines: list[Any]) -> Any:
+def _start_allocator(config: Config) -> Any:
     """The cluster's BudgetAllocator when speculation shares a budget; None otherwise."""
     spex = config.spex
     if not spex.speculate or spex.allocator == "off":
         return None
     from spex_ray.allocator.budget import get_or_create_allocator
 
-    allocator = get_or_create_allocator(spex.allocator, spex.tau, config.policy.max_batch_size)
-    knees = ray.get([engine.knee.remote() for engine in engines])
-    ray.get([allocator.register_engine.remote(f"engine-{i}", knee) for i, knee in enumerate(knees)])
-    ray.get([engine.attach_allocator.remote(allocator) for engine in engines])
-    return allocator
+    return get_or_create_allocator(spex.allocator, spex.tau, config.policy.max_batch_size)
+
+
+def _allocator_snapshot(allocator: Any) -> dict[str, Any]:
+    if allocator is None:
+        return {}
+    try:
+        return ray.get(allocator.snapshot.remote(), timeout=30)
+    except Exception as exc:  # noqa: BLE001 - a lost allocator loses its stats, not the run
+        log.warning("allocator stats unavailable: %s", exc)
+        return {}
+
+
+@dataclass
+class _InFlight:
+    problem: Problem
+    attempt: int
+    tree: int  # index of the tree actor solving it
 
 
 def _stream(
@@ -279,51 +314,72 @@ def _stream(
     concurrency: int,
     writer: RunWriter,
     progress: Progress,
-    monitor: EngineMonitor,
+    fleet: EngineFleet,
 ) -> None:
-    """Keep `concurrency` queries in flight; journal each result the moment it lands; refresh
-    the status line about every STATUS_EVERY_S while waiting."""
-    pending = list(reversed(todo))
-    in_flight: dict[Any, Problem] = {}
+    """Keep `concurrency` queries in flight; journal each result the moment it lands; keep
+    the fleet in shape and refresh the status line about every STATUS_EVERY_S while waiting.
+    A query whose tree actor died is admitted again (Ray restarts the actor; the fleet
+    tells the new one its engines), up to TREE_RESTARTS times."""
+    pending: deque[tuple[Problem, int]] = deque((problem, 1) for problem in todo)
+    retries: list[tuple[float, Problem, int]] = []  # (not before, problem, attempt): lost with a tree
+    in_flight: dict[Any, _InFlight] = {}
     admitted = 0
-    while pending or in_flight:
+    while pending or in_flight or retries:
+        now = time.time()
+        for due in [r for r in retries if r[0] <= now]:
+            retries.remove(due)
+            pending.appendleft(due[1:])
         while pending and len(in_flight) < concurrency:
-            problem = pending.pop()
+            problem, attempt = pending.popleft()
             admitted += 1
-            tree = trees[admitted % len(trees)]
-            in_flight[tree.solve.remote(problem, admitted)] = problem
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=STATUS_EVERY_S)
-        if ready:
-            problem = in_flight.pop(ready[0])
-            solution, trace = _collect(ready[0], problem)
+            index = admitted % len(trees)
+            in_flight[trees[index].solve.remote(problem, admitted)] = _InFlight(problem, attempt, index)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=STATUS_EVERY_S) if in_flight else ([], [])
+        for ref in ready:
+            job = in_flight.pop(ref)
+            try:
+                solution, trace = _collect(ref, job.problem)
+            except ray.exceptions.RayActorError as exc:
+                if job.attempt > TREE_RESTARTS:
+                    solution, trace = (
+                        Solution.failed(job.problem, exception_message(exc, tail=ERROR_TAIL_CHARS)),
+                        [],
+                    )
+                else:  # after a pause, so a restarting actor is back and the attempt is not wasted
+                    log.warning(
+                        "tree actor lost with %s (%s): solving it again", job.problem.id, type(exc).__name__
+                    )
+                    fleet.attach_tree(trees[job.tree])
+                    retries.append((time.time() + TREE_RETRY_S * job.attempt, job.problem, job.attempt + 1))
+                    continue
+            solution.attempts = job.attempt
             writer.write(solution, trace)
             progress.update(solution)
+        if not in_flight:
+            time.sleep(0.05)
         now = time.time()
-        progress.set_live(len(in_flight), monitor.poll(now))
+        fleet.tick(now, len(pending) + len(in_flight) + len(retries))
+        progress.set_live(len(in_flight), fleet.monitor.poll(now))
         progress.tick(now)
 
 
 def _collect(ref: Any, problem: Problem) -> tuple[Solution, list[TraceRow]]:
-    """The result of a finished query; a crashed actor call becomes that problem's error row."""
+    """The result of a finished query; a failed actor call becomes that problem's error row,
+    except a lost tree actor (RayActorError), which the caller admits again."""
     try:
         return ray.get(ref)
+    except ray.exceptions.RayActorError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure fails this row only
         log.warning("problem %s failed: %s", problem.id, exc)
         return Solution.failed(problem, exception_message(exc, tail=ERROR_TAIL_CHARS)), []
 
 
-def _engine_stats(load: Any) -> dict[str, Any]:
-    return {
-        "tokens_per_second": load.tokens_per_second,
-        "mean_batch_occupancy": load.mean_batch_occupancy,
-        "max_batch_size": load.max_batch_size,
-    }
-
-
-def _shutdown(engines: list[Any], trees: list[Any]) -> None:
+def _shutdown(actors: list[Any]) -> None:
+    """Close the reward and tree actors (a dead one is no error) and kill them."""
     try:
-        ray.get([e.close.remote() for e in engines] + [t.close.remote() for t in trees], timeout=60)
+        ray.get([a.close.remote() for a in actors], timeout=60)
     except Exception as exc:  # noqa: BLE001 - shutting down anyway
-        log.warning("closing actors failed: %s", exc)
-    for actor in [*engines, *trees]:
-        ray.kill(actor)
+        log.debug("closing actors: %s", exc)
+    for actor in actors:
+        kill(actor)

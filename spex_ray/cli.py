@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from spex_ray import __version__
 from spex_ray.config import Config, ConfigError
+from spex_ray.errors import RunError
 
 if TYPE_CHECKING:
     from spex_ray.api import RunResult
@@ -37,7 +38,14 @@ MAIN_EPILOG = """examples:
   spex-ray demo                                   # 2 GSM8K problems on the embedded CPU model
   spex-ray solve --problem "What is 17 * 23?"
   spex-ray solve --help                           # options, defaults and more examples
+  spex-ray report runs/demo                       # the demo's run as an HTML page
   spex-ray config show                            # every config key and its default"""
+
+REPORT_EXAMPLES = """examples:
+  spex-ray report runs/gsm8k                          # writes runs/gsm8k/report.html
+  spex-ray report runs/spex --baseline runs/base --output spex_vs_base.html
+
+A run still in progress is read from its journals (the rows finished so far)."""
 
 CONFIG_EXAMPLES = """examples:
   spex-ray config show
@@ -64,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError, ConnectionError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, ConnectionError, RunError) as exc:
         print(f"spex-ray: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside a solve (which says what it saved): e.g. calibrate
@@ -94,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     _config_parser(commands)
     _calibrate_parser(commands)
     _simulate_parser(commands)
+    _report_parser(commands)
     _demo_parser(commands)
     return parser
 
@@ -186,6 +195,20 @@ def _simulate(args: argparse.Namespace) -> int:
         ratio = plan.questions_per_minute / base.questions_per_minute
         print(f"\nwithout SPEX: {base.questions_per_minute:.1f} questions/min; this config {ratio:.2f}x")
     return 0
+
+
+def _report_parser(commands: Any) -> None:
+    report = _subparser(
+        commands, "report", "write a run's HTML report: timelines, trees, speedups", REPORT_EXAMPLES
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR", help="the run's output directory (or URI)")
+    report.add_argument(
+        "--baseline", metavar="RUN_DIR", help="a run to compare with (speedup, accuracy, latency)"
+    )
+    report.add_argument(
+        "--output", metavar="FILE.html", help="where to write it (default: RUN_DIR/report.html)"
+    )
+    report.set_defaults(handler=_report)
 
 
 def _demo_parser(commands: Any) -> None:
@@ -291,6 +314,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from spex_ray.report import write_report
+
+    print(write_report(args.run_dir, args.baseline, args.output))
+    return 0
+
+
 def _config_show(args: argparse.Namespace) -> int:
     import yaml
 
@@ -317,13 +347,14 @@ def _print_summary(result: RunResult, config: Config) -> None:
     unit = "s" if time_scale is None else "s modeled"
     print()
     for s in result.solutions:
-        if s.status != "ok":
+        if s.status == "error":
             print(f"{s.id}: ERROR {(s.error or '').splitlines()[0]}")
             continue
         verdict = {True: "correct", False: f"wrong, gold {s.gold}", None: "no gold"}[s.correct]
+        cut = "; TIMEOUT: the best answer at run.query_timeout_s" if s.status == "timeout" else ""
         print(
             f"{s.id}: answer {s.answer!r} ({verdict}); {s.nodes} nodes, {s.tokens_main} tokens, "
-            f"{s.latency_s:.1f}{unit}"
+            f"{s.latency_s:.1f}{unit}{cut}"
         )
     accuracy = result.accuracy
     acc_text = f"accuracy {accuracy:.0%}, " if accuracy is not None else ""
@@ -352,6 +383,7 @@ def _print_summary(result: RunResult, config: Config) -> None:
         print(f"{result.reused} reused from {result.output_dir} (solved earlier; not in questions/min)")
     print(f"results: {result.results_path}")
     print(f"trace:   {result.trace_path}")
+    print(f"report:  {result.report_command}")
 
 
 def _print_paths(result: RunResult, width: int = 160) -> None:
@@ -384,21 +416,14 @@ def _engine_time(result: RunResult) -> tuple[float, float]:
     """(span, busy) seconds of the run's requests on the engine clock: first enqueue to last end,
     and the time some request was running."""
     from spex_ray.io import read_trace
+    from spex_ray.report.summary import busy_seconds
+    from spex_ray.solution import engine_span
 
     try:
         trace = read_trace(result.output_dir)  # a directory or a URI
     except (FileNotFoundError, OSError):
         return 0.0, 0.0
-    if not trace:
-        return 0.0, 0.0
-    intervals = sorted((row.start_time, row.end_time) for row in trace)
-    span = max(end for _, end in intervals) - min(row.enqueue_time for row in trace)
-    busy, (low, high) = 0.0, intervals[0]
-    for start, end in intervals[1:]:
-        if start > high:
-            busy, low = busy + high - low, start
-        high = max(high, end)
-    return span, busy + high - low
+    return engine_span(trace), busy_seconds((row.start_time, row.end_time) for row in trace)
 
 
 if __name__ == "__main__":

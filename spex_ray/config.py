@@ -10,6 +10,7 @@ module imports no engine, reward or algorithm module.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterator
@@ -71,11 +72,28 @@ class PolicyConfig:
     max_new_tokens: int = 96  # per reasoning step
     temperature: float = 0.7
     top_p: float = 1.0
-    num_engines: int = 1
+    num_engines: int = 1  # a fixed pool of this many engines (when max_engines is 0)
+    # An elastic pool: between min_engines and max_engines engines, grown when the queries
+    # need more (asking the autoscaler for nodes ahead) and shrunk when one sits idle for
+    # idle_timeout_s. max_engines 0 = the fixed pool; -1 = one engine per GPU the cluster has.
+    min_engines: int = 0
+    max_engines: int = 0
+    idle_timeout_s: float = 60.0
+    queries_per_engine: int = (
+        0  # queries one engine takes before the pool grows; 0 = max_batch_size / search.width
+    )
+    restarts: int = 3  # times Ray restarts a crashed engine actor (its model reloaded)
+    freeze_timeout_s: float = 300.0  # an engine with work that finishes nothing this long is restarted
+    start_timeout_s: float = (
+        900.0  # a fixed pool's engine not started by then is an error naming what it needs
+    )
     num_gpus: float = 0.0  # per engine actor; 0 = tp GPUs where the backend needs GPUs, else none
     num_cpus: float = 1.0  # per engine actor
     cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
-    knee: int = 0  # concurrency the engine decodes at no extra step cost (spex-ray calibrate); 0 = auto
+    knee: int = 0  # fixed concurrency for MAIN + SPEC (e.g. from spex-ray calibrate); 0 = from max_slowdown
+    # speculative budget: SPEC sequences an engine runs beside its MAIN ones may slow their step by at most this
+    # share (engines/capacity.py, from the measured or modeled step time); policy.knee overrides it
+    max_slowdown: float = 0.25
     tp: int = 1  # GPUs of one engine: tensor parallel degree (sglang, sim; hf ignores it)
     # GPU memory for weights + KV cache (sglang, sim, the knee's KV cap); 0 = hardware.roofline's
     # 0.9 (sglang: SGLang's own choice)
@@ -107,14 +125,28 @@ class PolicyConfig:
         return {**data, **{name: dataclasses.asdict(s) for name, s in self.backends.items()}}
 
     def validate(self) -> None:
-        check(self.max_batch_size >= 1, "policy.max_batch_size", "must be >= 1")
-        check(self.max_new_tokens >= 1, "policy.max_new_tokens", "must be >= 1")
+        check_sizes(self, "policy", POLICY_SIZES)
         check(self.temperature >= 0, "policy.temperature", "must be >= 0")
         check(0 < self.top_p <= 1, "policy.top_p", "must be in (0, 1]")
-        check(self.num_engines >= 1, "policy.num_engines", "must be >= 1")
+        check(self.min_engines >= 0, "policy.min_engines", "must be >= 0")
+        check(
+            self.max_engines >= -1,
+            "policy.max_engines",
+            "must be >= 1, or 0 (fixed pool), or -1 (one per GPU)",
+        )
+        check(
+            self.max_engines <= 0 or self.max_engines >= self.min_engines,
+            "policy.max_engines",
+            "must be >= policy.min_engines",
+        )
+        check(self.idle_timeout_s > 0, "policy.idle_timeout_s", "must be > 0")
+        check(self.queries_per_engine >= 0, "policy.queries_per_engine", "must be >= 0 (0 = auto)")
+        check(self.restarts >= 0, "policy.restarts", "must be >= 0")
+        check(self.freeze_timeout_s > 0, "policy.freeze_timeout_s", "must be > 0")
+        check(self.start_timeout_s > 0, "policy.start_timeout_s", "must be > 0")
         check(self.num_gpus >= 0, "policy.num_gpus", "must be >= 0")
         check(self.knee >= 0, "policy.knee", "must be >= 0 (0 = auto)")
-        check(self.tp >= 1, "policy.tp", "must be >= 1")
+        check(0 <= self.max_slowdown <= 10, "policy.max_slowdown", "must be in [0, 10] (0.25 = 25% slower)")
         check(0 <= self.mem_fraction_static < 1, "policy.mem_fraction_static", "must be in [0, 1) (0 = auto)")
         check(self.dtype in ("float32", "bfloat16", "float16"), "policy.dtype", "float32|bfloat16|float16")
         check(self.backend in BACKENDS, "policy.backend", f"one of {BACKENDS.names()}")
@@ -168,8 +200,7 @@ class RewardConfig:
             "[] or [good] or [good, bad] token ids",
         )
         check(bool(ids) or bool(self.good_token), "reward.good_token", "must not be empty")
-        for key in ("num_engines", "tp", "max_batch_size"):
-            check(getattr(self, key) >= 1, f"reward.{key}", "must be >= 1")
+        check_sizes(self, "reward", REWARD_SIZES)
         check(self.num_gpus >= 0, "reward.num_gpus", "must be >= 0")
         check(0 <= self.mem_fraction_static < 1, "reward.mem_fraction_static", "must be in [0, 1) (0 = auto)")
         check(self.dtype in ("float32", "bfloat16", "float16"), "reward.dtype", "float32|bfloat16|float16")
@@ -177,14 +208,18 @@ class RewardConfig:
 
 @dataclass
 class SearchConfig:
-    """The tree search: algorithm and its knobs."""
+    """The tree search: algorithm and its knobs (tree/algorithms/ says what each one reads)."""
 
-    algorithm: str = "rebase"  # rebase (BFS) | mcts (DFS)
-    width: int = 4  # REBASE: samples per query (leaves budget); MCTS: unused
-    rollouts: int = 4  # MCTS: number of rollouts
-    expand_width: int = 2  # MCTS: children generated per expansion ("wid")
-    softmax_temperature: float = 0.2  # REBASE: T in softmax(reward / T)
-    exploration: float = 1.4  # MCTS: UCT exploration constant
+    algorithm: str = "rebase"  # rebase | ets (BFS) | beam | best_of_n | dvts (step-level) | mcts (DFS)
+    width: int = 4  # rebase, ets: paths to finish; best_of_n: N samples; dvts: N (N / expand_width subtrees)
+    rollouts: int = 4  # mcts: number of rollouts
+    expand_width: int = 2  # children per expanded node: mcts, beam (per kept solution), dvts (M, per subtree)
+    beam_width: int = 4  # beam: partial solutions kept per step (beam_width * expand_width per step)
+    softmax_temperature: float = 0.2  # rebase, ets: T in softmax(reward / T)
+    exploration: float = 1.4  # mcts: UCT exploration constant
+    ets_cost_weight: float = 1.0  # ets: lambda_c, the KV cost of the nodes a layer retains
+    ets_coverage_weight: float = 1.5  # ets: lambda_s, the bonus for covering the layer's step clusters
+    ets_cluster_distance: float = 0.05  # ets: cosine distance that merges two steps into one cluster
     max_depth: int = 8  # steps per path
     max_path_tokens: int = 768  # generated tokens per path
     step_delimiter: str = "\n\n"
@@ -192,16 +227,39 @@ class SearchConfig:
 
     def validate(self) -> None:
         check(self.algorithm in ALGORITHMS, "search.algorithm", f"one of {ALGORITHMS.names()}")
-        for key in ("width", "rollouts", "expand_width", "max_depth", "max_path_tokens"):
-            check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
+        check_sizes(self, "search", SEARCH_SIZES)
+        requests = self.max_requests()
+        check(
+            requests <= MAX_QUERY_REQUESTS,
+            "search",
+            f"up to {requests:,} engine requests per query (max(width, rollouts x expand_width, "
+            f"beam_width x expand_width) x max_depth), more than {MAX_QUERY_REQUESTS:,}: such a search "
+            "would not end in practice; lower search.width, search.rollouts, search.beam_width or "
+            "search.max_depth",
+        )
+        if self.algorithm == "dvts":
+            check(
+                self.width % self.expand_width == 0,
+                "search.width",
+                f"dvts needs a multiple of search.expand_width ({self.expand_width}): "
+                "width / expand_width subtrees",
+            )
         check(self.softmax_temperature > 0, "search.softmax_temperature", "must be > 0")
         check(self.exploration >= 0, "search.exploration", "must be >= 0")
+        check(self.ets_cost_weight >= 0, "search.ets_cost_weight", "must be >= 0")
+        check(self.ets_coverage_weight >= 0, "search.ets_coverage_weight", "must be >= 0")
+        check(0 <= self.ets_cluster_distance <= 1, "search.ets_cluster_distance", "must be in [0, 1]")
         check(bool(self.step_delimiter), "search.step_delimiter", "must not be empty")
         check(
             self.aggregate in ("weighted_vote", "majority", "best"),
             "search.aggregate",
             "weighted_vote|majority|best",
         )
+
+    def max_requests(self) -> int:
+        """An upper bound on one query's engine requests: what every algorithm stays within."""
+        per_step = max(self.width, self.rollouts * self.expand_width, self.beam_width * self.expand_width)
+        return per_step * self.max_depth
 
 
 @dataclass
@@ -215,15 +273,16 @@ class SpexConfig:
     tau: float = 1.0  # allocator softmax temperature over query utilities
     alpha: float = 1.0  # early termination margin scale
     stop_confidence: float = 0.5  # early termination: median path reward of the leading answer
-    spec_slots: int = 0  # speculative slots per query when allocator=off; 0 = max_batch_size / concurrency
+    spec_slots: int = (
+        0  # speculative slots per query when allocator=off; 0 = max_batch_size / queries per engine
+    )
 
     def validate(self) -> None:
         check(self.allocator in ("utility", "fifo", "off"), "spex.allocator", "utility|fifo|off")
-        check(self.lookahead >= 1, "spex.lookahead", "must be >= 1")
+        check_sizes(self, "spex", SPEX_SIZES)
         check(self.tau > 0, "spex.tau", "must be > 0")
         check(self.alpha >= 0, "spex.alpha", "must be >= 0")
         check(0 <= self.stop_confidence <= 1, "spex.stop_confidence", "must be in [0, 1]")
-        check(self.spec_slots >= 0, "spex.spec_slots", "must be >= 0")
 
 
 @dataclass
@@ -259,11 +318,18 @@ class RunConfig:
     ray_address: str = ""  # "" = join RAY_ADDRESS if set, else start a local Ray
     tree_actors: int = 1
     progress: str = "auto"  # auto (bar on a terminal) | bar | log | off
+    # Seconds one query may search (wall on Ray; modeled in sim.simulate()); at the deadline it
+    # ends with its best answer so far and status "timeout". 0 = no deadline.
+    query_timeout_s: float = 0.0
 
     def validate(self) -> None:
-        check(self.concurrency >= 1, "run.concurrency", "must be >= 1")
-        check(self.tree_actors >= 1, "run.tree_actors", "must be >= 1")
+        check_sizes(self, "run", RUN_SIZES)
         check(self.progress in ("auto", "bar", "log", "off"), "run.progress", "auto|bar|log|off")
+        check(
+            0 <= self.query_timeout_s < math.inf,
+            "run.query_timeout_s",
+            f"must be a number of seconds >= 0 (0 = no deadline), got {self.query_timeout_s}",
+        )
 
 
 @dataclass
@@ -396,6 +462,36 @@ def _coerce(dotted: str, value: Any, hint: Any) -> Any:
 def is_str_dict(value: Any) -> bool:
     """Whether `value` is a mapping with string keys (a pass-through of named options)."""
     return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+# The bounds of the size knobs, (lowest, highest) by key: a value beyond them is a config error
+# naming the key, not gigabytes allocated (or actors started) before anything fails.
+POLICY_SIZES = {
+    "max_batch_size": (1, 65_536),
+    "max_new_tokens": (1, 1 << 20),
+    "num_engines": (1, 4_096),
+    "max_engines": (-1, 4_096),
+    "tp": (1, 1_024),
+}
+REWARD_SIZES = {"num_engines": (1, 4_096), "tp": (1, 1_024), "max_batch_size": (1, 65_536)}
+SEARCH_SIZES = {
+    "width": (1, 4_096),
+    "rollouts": (1, 65_536),
+    "expand_width": (1, 1_024),
+    "beam_width": (1, 4_096),
+    "max_depth": (1, 1_024),
+    "max_path_tokens": (1, 1 << 20),
+}
+SPEX_SIZES = {"lookahead": (1, 64), "spec_slots": (0, 65_536)}
+RUN_SIZES = {"concurrency": (1, 1_000_000), "tree_actors": (1, 1_024)}
+MAX_QUERY_REQUESTS = 1_000_000  # engine requests one query's search may make at most
+
+
+def check_sizes(section: Any, name: str, bounds: dict[str, tuple[int, int]]) -> None:
+    """Raise ConfigError("name.key: must be in [low, high] (got v)") for a size out of bounds."""
+    for key, (low, high) in bounds.items():
+        value = getattr(section, key)
+        check(low <= value <= high, f"{name}.{key}", f"must be in [{low:,}, {high:,}] (got {value:,})")
 
 
 def check(ok: bool, key: str, rule: str) -> None:

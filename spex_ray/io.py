@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from spex_ray.outputs import OutputError, OutputLocation, RunLock, is_uri
+from spex_ray.outputs import OutputError, OutputLocation, RunLock, is_uri, unusable_output
 from spex_ray.tasks import Problem
 
 RESULTS_JOURNAL = "results.jsonl"
@@ -41,6 +41,9 @@ class TraceRow:
     `enqueue_time`, `start_time`, `end_time` absolute; `enqueue_s`, `start_s`, `end_s` the
     same in seconds since the batch's first request was enqueued (filled when the run's
     trace.parquet is written; None before; a resumed run counts from its first run's start).
+    `engine` served the request ("engine-0"); `attempts` > 1 says its first engine went away
+    while it ran and it was re-issued (same id and seed) on `engine`; `reward` is the child's
+    step reward (None when the request produced no child).
     """
 
     query: str
@@ -59,6 +62,9 @@ class TraceRow:
     enqueue_time: float
     start_time: float
     end_time: float
+    engine: str = ""
+    attempts: int = 1
+    reward: float | None = None
     enqueue_s: float | None = None
     start_s: float | None = None
     end_s: float | None = None
@@ -69,11 +75,13 @@ class TraceRow:
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> TraceRow:
         """The record of a trace.parquet (or journal) row, read column by column (the
-        relative times may be missing: rows journaled before the trace was written)."""
-        return cls(**{name: row[name] for name in TRACE_COLUMNS if name in row or name not in _RELATIVE})
+        columns with a default may be missing: the relative times of rows journaled before
+        the trace was written, the engine and reward of older runs)."""
+        return cls(**{name: row[name] for name in TRACE_COLUMNS if name in row or name not in _DEFAULTED})
 
 
 TRACE_COLUMNS = tuple(f.name for f in dataclasses.fields(TraceRow))
+_DEFAULTED = frozenset(f.name for f in dataclasses.fields(TraceRow) if f.default is not dataclasses.MISSING)
 _RELATIVE = {"enqueue_s": "enqueue_time", "start_s": "start_time", "end_s": "end_time"}
 
 
@@ -115,11 +123,14 @@ class Solution(SearchStats):
     """The result row of one problem: the stats of its search (SearchStats) plus what was
     asked, answered and graded; a row of results.parquet, columns in RESULT_COLUMNS order.
 
-    `status` is ok or error (then `error` says why). `latency_s` is wall seconds from the
+    `status` is ok, timeout (the search reached run.query_timeout_s: `answer` is the best it
+    had by then, graded as usual; `error` says so) or error (`error` says why; no answer). A
+    resumed run keeps only ok rows and solves the others again. `latency_s` is wall seconds from the
     search's start on Ray, modeled seconds from admission in the simulator. `candidates`
     are the answers voted on (one per answered path, only real answers: no None, no
     sentence fragment); `path` is the chosen path's steps (the best-rewarded path whose
-    answer is in the winning class) and `step_rewards` the reward of each of its steps.
+    answer is in the winning class) and `step_rewards` the reward of each of its steps;
+    `answer_node` is the id of that path's last node (None when nothing answered).
     """
 
     id: str
@@ -136,6 +147,10 @@ class Solution(SearchStats):
     candidates: list[str] = field(default_factory=list)
     path: list[str] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
+    engine: str = ""  # the engine the query ended on
+    retries: int = 0  # its requests re-issued: their engine went away or failed them (then retried)
+    attempts: int = 1  # times the query was started: > 1 after its tree actor died
+    answer_node: str | None = None
 
     @classmethod
     def failed(
@@ -174,7 +189,7 @@ RESULT_COLUMNS = (  # the column order of results.parquet
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
-    "path", "step_rewards",
+    "path", "step_rewards", "answer_node", "engine", "retries", "attempts",
 )  # fmt: skip
 _RESULT_NAMES = frozenset(RESULT_COLUMNS)
 
@@ -210,9 +225,11 @@ class RunWriter:
             raise
         try:
             self._open(resume, dict(identity or {}))
-        except BaseException:
+        except BaseException as exc:
             self._lock.release()
             self.location.cleanup(keep_unsynced=False)  # nothing of this run in it yet
+            if isinstance(exc, OSError):
+                raise unusable_output(self.location.name, exc) from None
             raise
 
     def _open(self, resume: bool, identity: dict[str, Any]) -> None:
@@ -318,6 +335,16 @@ def read_trace(output_dir: str | Path) -> list[TraceRow]:
     return [TraceRow.from_dict(row) for row in _read_parquet(output_dir, TRACE_FILE).to_pylist()]
 
 
+def read_journals(output_dir: str | Path) -> tuple[list[dict[str, Any]], list[TraceRow]]:
+    """The rows and requests a local run has journaled so far (a run still in progress, or
+    one stopped before its Parquet files were written): one row per problem, the latest (a
+    retried problem's new row replaces its failed one), and the requests with relative times."""
+    directory = Path(output_dir)
+    rows = {row["id"]: row for row in _read_journal(directory / RESULTS_JOURNAL) if "id" in row}
+    trace = with_relative_times(_read_journal(directory / TRACE_JOURNAL))
+    return list(rows.values()), [TraceRow.from_dict(row) for row in trace]
+
+
 def _read_parquet(output_dir: str | Path, name: str) -> pa.Table:
     if not is_uri(output_dir):
         return pq.read_table(Path(output_dir) / name)
@@ -372,15 +399,19 @@ def _flush(handle: IO[str]) -> None:
 
 
 def _read_journal(path: Path) -> list[dict[str, Any]]:
-    """Complete JSON lines of a journal; a torn last line (crash mid-write) is skipped."""
+    """The complete rows of a journal. A line that is not a whole JSON object (the torn last
+    line of a driver killed mid-write) is skipped: the rows before it are intact, as each
+    write is flushed and fsync'd before the next begins."""
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
             continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 

@@ -11,14 +11,33 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
+from spex_ray.engines.base import EngineLoad, GenRequest, GenResult, Priority
 from spex_ray.io import Solution
 
 MODES = ("auto", "bar", "log", "off")
 LOG_STATUS_EVERY_S = 30.0  # in log mode, a status line this often while nothing finishes
 _CLEAR_LINE = "\r\x1b[2K"
+
+
+@dataclass
+class RequestCounters:
+    """What one engine has served so far, counted by its actor as each request finishes."""
+
+    steps_done: int = 0  # requests finished (each is one reasoning step)
+    tokens: int = 0  # completion tokens of those requests
+    spec_steps: int = 0  # of them, speculative ones
+    spec_tokens: int = 0
+
+    def count(self, request: GenRequest, result: GenResult) -> None:
+        self.steps_done += 1
+        self.tokens += result.completion_tokens
+        if request.priority == Priority.SPEC:
+            self.spec_steps += 1
+            self.spec_tokens += result.completion_tokens
 
 
 @dataclass(frozen=True)
@@ -27,6 +46,21 @@ class LiveStats:
 
     steps_done: int = 0  # engine requests finished (each is one reasoning step)
     tokens_per_second: float = 0.0
+    tokens: int = 0  # completion tokens generated so far, speculative ones included
+    spec_tokens: int = 0  # of them, by speculative requests (promoted or not)
+    spec_running: int = 0  # speculative sequences running now
+
+    @classmethod
+    def of(cls, reports: Iterable[tuple[EngineLoad, RequestCounters]]) -> LiveStats:
+        """The sum of the engines' (load, counters) reports (EngineActor.progress())."""
+        reports = list(reports)
+        return cls(
+            steps_done=sum(counters.steps_done for _, counters in reports),
+            tokens_per_second=sum(load.tokens_per_second for load, _ in reports),
+            tokens=sum(counters.tokens for _, counters in reports),
+            spec_tokens=sum(counters.spec_tokens for _, counters in reports),
+            spec_running=sum(load.running_spec for load, _ in reports),
+        )
 
 
 @dataclass(frozen=True)
@@ -50,27 +84,50 @@ def format_clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def format_count(count: int) -> str:
+    """950 -> "950", 12_345 -> "12.3k", 4_200_000 -> "4.2M"."""
+    if count < 1000:
+        return str(count)
+    return f"{count / 1000:.1f}k" if count < 1_000_000 else f"{count / 1_000_000:.1f}M"
+
+
 def format_status(status: Status) -> str:
-    """The one-line status: "[1:05] 3/10 done, 4 running | 152 steps, 84 tok/s | spec hit 61% | acc 2/3"."""
+    """The one-line status, e.g. "[1:05] 3/10 done, 4 running | 152 steps, 84 tok/s |
+    spec hit 61%, 1.2k tok (40%), 6 running | acc 2/3": the speculative hit rate of the
+    queries done, then the engines' speculative tokens so far (their share of all tokens)
+    and speculative sequences running now."""
     parts = [
         f"[{format_clock(status.elapsed_s)}] {status.done}/{status.total} done, {status.running} running",
         f"{status.live.steps_done} steps, {status.live.tokens_per_second:.0f} tok/s",
     ]
-    if status.hit_rate is not None:
-        parts.append(f"spec hit {status.hit_rate:.0%}")
+    speculation = _speculation_text(status)
+    if speculation:
+        parts.append(speculation)
     if status.graded:
         parts.append(f"acc {status.correct}/{status.graded}")
     return " | ".join(parts)
 
 
+def _speculation_text(status: Status) -> str:
+    live, bits = status.live, []
+    if status.hit_rate is not None:
+        bits.append(f"hit {status.hit_rate:.0%}")
+    if live.spec_tokens:
+        bits.append(f"{format_count(live.spec_tokens)} tok ({live.spec_tokens / max(live.tokens, 1):.0%})")
+    if live.spec_running:
+        bits.append(f"{live.spec_running} running")
+    return "spec " + ", ".join(bits) if bits else ""
+
+
 def format_solution(solution: Solution, status: Status) -> str:
     """The line of a finished problem: "[3/10 0:42] gsm8k-2: answer='18' (correct) 4.1s acc 2/3"."""
-    if solution.status != "ok":
+    if solution.status == "error":
         first_line = (solution.error or "").splitlines()[:1]
         outcome = f"ERROR {first_line[0] if first_line else ''}"
     else:
         mark = {True: "correct", False: "wrong", None: "ungraded"}[solution.correct]
         outcome = f"answer={solution.answer!r} ({mark}) {solution.latency_s:.1f}s"
+        outcome += " TIMEOUT" if solution.status == "timeout" else ""
     accuracy = f" acc {status.correct}/{status.graded}" if status.graded else ""
     clock = format_clock(status.elapsed_s)
     return f"[{status.done}/{status.total} {clock}] {solution.id}: {outcome}{accuracy}"

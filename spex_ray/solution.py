@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import Protocol
 
 from spex_ray.config import Config
+from spex_ray.engines.chat import ChatTemplate
 from spex_ray.io import Solution, TraceRow, exception_message
 from spex_ray.rewards.base import Reward
 from spex_ray.tasks import Problem, build_messages, is_correct
@@ -25,27 +25,22 @@ def engine_span(trace: list[TraceRow]) -> float:
     return max(row.end_time for row in trace) - min(row.enqueue_time for row in trace)
 
 
-class ChatEngineClient(EngineClient, Protocol):
-    """What a search needs from an engine, plus chat rendering."""
-
-    async def render_chat(self, messages: list[dict[str, str]]) -> str: ...
-
-
 def query_seed(run_seed: int, problem_id: str) -> int:
     """A query's seed: fixed by the run seed and the problem id, whatever the batch order."""
     return child_seed(run_seed, f"query:{problem_id}", 0)
 
 
-async def render_prompt(problem: Problem, config: Config, engine: ChatEngineClient) -> str:
+def render_prompt(problem: Problem, config: Config, chat: ChatTemplate) -> str:
     """The chat prompt of `problem` in the engine's template, asking for steps separated by
     search.step_delimiter (the string the search splits steps on)."""
-    return await engine.render_chat(build_messages(problem.problem, config.search.step_delimiter))
+    return chat.render(build_messages(problem.problem, config.search.step_delimiter))
 
 
 async def solve_problem(
     problem: Problem,
     config: Config,
-    engine: ChatEngineClient,
+    engine: EngineClient,
+    chat: ChatTemplate,
     reward: Reward,
     budget: SpecBudget | None = None,
 ) -> tuple[Solution, list[TraceRow]]:
@@ -62,7 +57,7 @@ async def solve_problem(
         return Solution.failed(problem, problem.error, algorithm=solution.algorithm, seed=seed), []
     started = time.time()
     try:
-        prompt = await render_prompt(problem, config, engine)
+        prompt = render_prompt(problem, config, chat)
         settings = SearchSettings.from_config(config)
         search = QuerySearch(problem.id, problem.problem, prompt, settings, engine, reward, seed, budget)
         outcome = await search.run()
@@ -79,14 +74,20 @@ async def solve_problem(
     solution.candidates = [answer for answer, _ in outcome.candidates]
     solution.path = outcome.path
     solution.step_rewards = outcome.step_rewards
+    solution.answer_node = outcome.answer_node
     solution.correct = is_correct(outcome.answer, problem.gold) if problem.gold is not None else None
     solution.set_stats(outcome.stats)
+    if outcome.timed_out:
+        solution.status = "timeout"
+        solution.error = (
+            f"the search reached run.query_timeout_s ({config.run.query_timeout_s:g} s); "
+            "the answer is the best it had by then"
+        )
     return solution, outcome.trace
 
 
 __all__ = [
     "MODELED_CLOCK_BACKENDS",
-    "ChatEngineClient",
     "Solution",
     "engine_span",
     "query_seed",

@@ -9,6 +9,7 @@ import asyncio
 import random
 
 from spex_ray.engines.base import FinishReason, GenRequest, GenResult
+from spex_ray.engines.chat import ChatTemplate
 
 
 class FakeEngine:
@@ -57,8 +58,8 @@ class FakeEngine:
         if request_id in self._running:
             self._running[request_id].set()
 
-    async def render_chat(self, messages: list[dict[str, str]]) -> str:
-        return "\n".join(m["content"] for m in messages) + "\n"
+    def chat_template(self) -> ChatTemplate:
+        return ChatTemplate(renderer="fake_engine:render_chat")
 
     async def _wait(self, request: GenRequest) -> bool:
         """Sleep the request's latency; True if it was aborted meanwhile."""
@@ -71,3 +72,8 @@ class FakeEngine:
         finally:
             del self._running[request.request_id]
         return True
+
+
+def render_chat(messages: list[dict[str, str]]) -> str:
+    """The fake engine's chat template: the contents, a line each."""
+    return "\n".join(m["content"] for m in messages) + "\n"

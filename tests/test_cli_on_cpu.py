@@ -51,7 +51,7 @@ def test_solve_help_shows_defaults_and_examples(capsys):
 
 def test_top_level_help_lists_commands_and_examples(capsys):
     _, out, _ = _run(capsys, "--help")
-    for command in ("solve", "config", "calibrate", "demo"):
+    for command in ("solve", "config", "calibrate", "report", "demo"):
         assert f"    {command} " in out
     assert "spex-ray config show" in out
 

@@ -55,6 +55,7 @@ def test_a_wall_clock_run_reports_wall_time(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2.5s;" not in out and "2.5s\n" in out and "modeled" not in out
     assert "2.00 questions/min" in out and "generated for 2.0 s of the 30.0 s wall" in out
+    assert out.endswith(f"report:  spex-ray report {tmp_path}\n")  # the command that shows the run
     assert yaml.safe_load((tmp_path / CONFIG_FILE).read_text())["policy"]["backend"] == "hf"
 
 

@@ -133,7 +133,7 @@ def engine(case, loop):
 
 
 def prompt(engine, question: str) -> str:
-    return engine.render_chat([{"role": "user", "content": question}])
+    return engine.chat_template().render([{"role": "user", "content": question}])
 
 
 LONG_ESSAY = "Write a very long essay about the history of Rome."

@@ -13,6 +13,7 @@ import pytest
 
 from spex_ray.api import ClusterConnectError, RunResult, _collect, _ensure_ray, _output
 from spex_ray.config import Config
+from spex_ray.engines.chat import ChatTemplate
 from spex_ray.io import (
     RESULT_COLUMNS,
     STATS_COLUMNS,
@@ -37,12 +38,12 @@ RESULTS_PARQUET_COLUMNS = [
     "id", "problem", "gold", "answer", "correct", "status", "error", "algorithm", "seed",
     "tokens_main", "tokens_spec", "tokens_wasted", "requests", "spec_requests", "hit_rate",
     "latency_s", "nodes", "depth", "leaves", "early_stopped", "answer_weight", "candidates",
-    "path", "step_rewards",
+    "path", "step_rewards", "answer_node", "engine", "retries", "attempts",
 ]  # fmt: skip
 TRACE_PARQUET_COLUMNS = [
     "query", "node", "depth", "terminal", "answered", "request_id", "kind", "outcome", "seed",
     "finish_reason", "prompt_tokens", "cached_tokens", "completion_tokens", "enqueue_time",
-    "start_time", "end_time", "enqueue_s", "start_s", "end_s",
+    "start_time", "end_time", "engine", "attempts", "reward", "enqueue_s", "start_s", "end_s",
 ]  # fmt: skip
 
 
@@ -84,6 +85,22 @@ def test_resume_keeps_finished_rows_and_retries_failed_ones(tmp_path):
     assert sorted(r["id"] for r in read_results(tmp_path)) == ["a", "b"]
     assert pq.read_table(tmp_path / "trace.parquet").column("query").to_pylist() == ["a"]
     assert [s.id for s in resumed.solutions()] == ["a", "b"]
+
+
+def test_resume_solves_timeout_rows_again_and_skips_any_torn_line(tmp_path):
+    writer = RunWriter(tmp_path)
+    writer.write(row("a"), [request("a")])
+    writer.write(row("t", "timeout"), [request("t")])
+    writer.close()
+    with open(tmp_path / "results.jsonl", "ab") as handle:
+        handle.write(b'{"id": "x", "problem": "caf\xc3')  # torn in the middle of a character
+    with open(tmp_path / "trace.jsonl", "ab") as handle:
+        handle.write(b'[1, 2]\n{"query": "a"')  # not a row, then a torn one
+    resumed = RunWriter(tmp_path)
+    assert resumed.done_ids() == {"a"}
+    resumed.close()
+    kept = (tmp_path / "trace.jsonl").read_text().splitlines()
+    assert [json.loads(line)["query"] for line in kept] == ["a"]
 
 
 def test_no_resume_starts_over(tmp_path):
@@ -321,41 +338,42 @@ def test_an_exception_message_is_type_and_message_optionally_cut():
 
 
 class _BrokenEngine:
-    async def render_chat(self, messages):
+    async def generate(self, request):
         raise RuntimeError("engine down")
+
+    async def abort(self, request_id):
+        return None
 
 
 def test_solve_problem_turns_a_bad_problem_and_a_failure_into_error_rows():
     config = Config.load(None, ["search.algorithm=mcts"])
     bad = Problem(id="p2", problem="", error="row 2: no problem text")
-    solution, trace = asyncio.run(solve_problem(bad, config, _BrokenEngine(), None))
+    solution, trace = asyncio.run(solve_problem(bad, config, _BrokenEngine(), ChatTemplate(), None))
     assert (solution.status, solution.error, solution.algorithm, trace) == (
         "error", "row 2: no problem text", "mcts", [],
     )  # fmt: skip
-    solution, trace = asyncio.run(solve_problem(PROBLEM, config, _BrokenEngine(), None))
+    solution, trace = asyncio.run(solve_problem(PROBLEM, config, _BrokenEngine(), ChatTemplate(), None))
     assert solution.status == "error" and trace == []
     assert solution.error.startswith("RuntimeError: engine down\nTraceback (most recent call last)")
     assert solution.error.endswith("RuntimeError: engine down\n")
     assert solution.algorithm == "mcts" and solution.seed != 0
 
 
-class _PromptRecorder:
-    """Records the chat messages it is asked to render, then fails the search."""
+_RENDERED: list = []
 
-    def __init__(self):
-        self.messages = []
 
-    async def render_chat(self, messages):
-        self.messages = messages
-        raise RuntimeError("stop after the prompt")
+def record_messages(messages):
+    """A chat renderer that records the messages it is asked to render, then fails the search."""
+    _RENDERED.append(messages)
+    raise RuntimeError("stop after the prompt")
 
 
 def test_the_system_prompt_names_the_search_step_delimiter():
-    engine = _PromptRecorder()
     config = Config()
     config.search.step_delimiter = "\n"
-    asyncio.run(solve_problem(PROBLEM, config, engine, None))
-    assert "a line break" in engine.messages[0]["content"]
+    chat = ChatTemplate(renderer=f"{__name__}:record_messages")
+    asyncio.run(solve_problem(PROBLEM, config, _BrokenEngine(), chat, None))
+    assert "a line break" in _RENDERED[-1][0]["content"]
 
 
 def test_a_crashed_actor_call_becomes_the_problems_error_row(monkeypatch):
@@ -443,7 +461,6 @@ def test_a_journaled_trace_row_without_relative_times_reads():
 
 def test_a_sim_row_has_modeled_latency_a_chosen_path_and_clean_candidates():
     from spex_ray.registries import REWARDS
-    from spex_ray.sim.cluster import _Client
     from spex_ray.sim.engine import SimEngine
     from spex_ray.sim.workload import sim_problems
     from spex_ray.solution import engine_span
@@ -458,7 +475,8 @@ def test_a_sim_row_has_modeled_latency_a_chosen_path_and_clean_candidates():
             return await solve_problem(
                 problems_from_items(sim_problems(1))[0],
                 config,
-                _Client(engine, "engine-0"),
+                engine,
+                engine.chat_template(),
                 REWARDS.build("sim", config.reward),
             )
         finally:

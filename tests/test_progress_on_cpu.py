@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from spex_ray.engines.base import EngineLoad, GenRequest, GenResult, Priority
 from spex_ray.io import Solution
 from spex_ray.progress import (
     LOG_STATUS_EVERY_S,
@@ -14,8 +15,10 @@ from spex_ray.progress import (
     ConsoleLogHandler,
     LiveStats,
     Progress,
+    RequestCounters,
     Status,
     format_clock,
+    format_count,
     format_status,
 )
 
@@ -45,6 +48,28 @@ def test_status_line_shows_running_steps_rate_hit_rate_accuracy_and_clock():
     assert (
         format_status(status) == "[1:05] 3/10 done, 4 running | 152 steps, 84 tok/s | spec hit 61% | acc 2/3"
     )
+
+
+def test_status_line_shows_the_engines_live_speculation():
+    live = LiveStats(152, 84.4, tokens=4000, spec_tokens=1234, spec_running=6)
+    status = Status(done=3, total=10, running=4, elapsed_s=65, live=live, hit_rate=0.61)
+    assert format_status(status).endswith("| spec hit 61%, 1.2k tok (31%), 6 running")
+    early = Status(done=0, total=10, running=4, elapsed_s=5, live=live)  # no query done: no hit rate yet
+    assert format_status(early).endswith("| spec 1.2k tok (31%), 6 running")
+    assert [format_count(n) for n in (950, 12_345, 4_200_000)] == ["950", "12.3k", "4.2M"]
+
+
+def test_live_stats_sum_what_each_engine_counted():
+    reports = []
+    for spec_tokens in (5, 7):
+        counters = RequestCounters()
+        counters.count(GenRequest(prompt="p"), GenResult("a", completion_tokens=3))
+        spec = GenRequest(prompt="p", priority=Priority.SPEC)
+        counters.count(spec, GenResult("b", completion_tokens=spec_tokens))
+        reports.append((EngineLoad(running_spec=2, tokens_per_second=10.0), counters))
+    live = LiveStats.of(reports)
+    assert (live.steps_done, live.tokens, live.spec_tokens, live.spec_running) == (4, 18, 12, 4)
+    assert live.tokens_per_second == 20.0
 
 
 def test_status_line_without_speculation_or_grades_leaves_them_out():

@@ -368,15 +368,17 @@ def test_engine_reports_sglang_failures_as_errors(fake_sglang):
 
 
 def test_chat_knee_and_gpu_names(fake_sglang):
-    from spex_ray.engines.sglang import SGLangEngine, plain_chat, split_running
+    from spex_ray.engines.chat import ChatTemplate, plain_chat
+    from spex_ray.engines.sglang import SGLangEngine, split_running
     from spex_ray.hardware.devices import gpu_key, model_key
 
     engine = SGLangEngine(sglang_policy(model="org/model", max_batch_size=16))
     engine._tokenizer = FakeTokenizer()
-    assert engine.render_chat([{"role": "user", "content": "hi"}]) == "hi <assistant>"
+    assert engine.chat_template() == ChatTemplate("{{ messages }}")
     engine._tokenizer.chat_template = None
+    assert engine.chat_template() == ChatTemplate()
     assert (
-        engine.render_chat([{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}])
+        ChatTemplate().render([{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}])
         == "S\n\nQ\n\n"
     )
     assert plain_chat([]) == ""

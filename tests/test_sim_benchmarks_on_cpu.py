@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import pytest  # noqa: E402
 from sim_common import (  # noqa: E402
     ConflictError,
     add_gain_share,
@@ -105,8 +106,9 @@ def test_the_figure_check_reads_every_recorded_command_and_names_each_difference
     from check_figures import differences, figure_commands
 
     commands = figure_commands()
-    assert commands["ablation"] == ["ablation"]
+    assert commands["ablation"] == ("sim_suite", ["ablation"])
     assert {"throughput", "sensitivity", "specdecode", "occupancy", "scale"} <= set(commands)
+    assert commands["algorithms"][0] == "sim_algorithms"
     committed = [{"qpm": 1.0, "variant": "baseline"}, {"qpm": float("nan"), "variant": "spex"}]
     same = [{"qpm": 1.0, "variant": "baseline", "extra": 3}, {"qpm": float("nan"), "variant": "spex"}]
     assert differences(same, committed) == []
@@ -125,3 +127,22 @@ def test_the_suite_refuses_a_conflicting_set_in_one_line(monkeypatch, capsys):
         sim_suite.main()
     assert stop.value.code == 2
     assert "--set spex.speculate=true conflicts with" in capsys.readouterr().err
+
+
+def test_the_algorithm_figure_summarizes_each_cell_over_its_seeds():
+    from sim_algorithms import summarize, table
+
+    def run(seed, variant, speedup, accuracy=0.5):
+        return dict(search="beam-4x4", concurrency=1, seed=seed, variant=variant, speedup=speedup,
+                    accuracy=accuracy, hit_rate=0.5, early_stops=1, problems=8)  # fmt: skip
+
+    rows = []
+    for seed, (spex, best) in enumerate([(1.5, 2.0), (1.2, 1.4)]):
+        rows += [run(seed, "baseline", 1.0), run(seed, "spec+alloc", spex), run(seed, "oracle", best)]
+        rows.append(run(seed, "SPEX (all)", spex + 0.1, accuracy=0.25))
+    (summary,) = summarize(rows)
+    assert summary["share"] == pytest.approx([0.5, 0.5]) and summary["lossless"]  # (1.2 - 1) / (1.4 - 1)
+    assert summary["early_stops"] == 2 and summary["problems"] == 16
+    line = table([summary])[2]
+    assert "| 1.35x (1.20x-1.50x) | 1.70x (1.40x-2.00x) | 50% (50%-50%) |" in line
+    assert "| 50% (50%-50%) | 25% (25%-25%) |" in line

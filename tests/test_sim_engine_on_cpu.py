@@ -386,7 +386,7 @@ def test_rebase_search_on_the_sim_is_reproducible_and_lossless():
             clock_start = engine.clock()
             out = []
             for row in problems:
-                prompt = engine.render_chat(build_messages(row["problem"]))
+                prompt = engine.chat_template().render(build_messages(row["problem"]))
                 settings = SearchSettings.from_config(config)
                 search = QuerySearch(
                     row["id"], row["problem"], prompt, settings, engine, SimReward(config.reward), 7

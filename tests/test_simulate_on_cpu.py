@@ -62,6 +62,10 @@ def test_local_allocator_shares_an_engine_and_wakes_queries_that_gain():
         assert b.granted() == 8 > before and woken[-1] == 8
         allocator.report_main("e0", 6)  # primary work shrinks the budget
         assert b.granted() == 2
+        await asyncio.sleep(0)
+        allocator.report_main("e0", 6, spec_capacity=5)  # the engine's own figure replaces knee - MAIN
+        await asyncio.sleep(0)
+        assert b.granted() == 5 and woken[-1] == 5
 
     asyncio.run(main())
 
@@ -115,7 +119,9 @@ def _config(algorithm: str, **spex) -> Config:
     return Config.load(None, overrides)
 
 
-@pytest.mark.parametrize("algorithm", ["rebase", "mcts"])
+# not best_of_n: its speculation issues what the oracle does (each step once the previous one
+# exists), so the two differ only in the engine's scheduling order, and either may end first
+@pytest.mark.parametrize("algorithm", ["rebase", "mcts", "ets", "beam", "dvts"])
 def test_simulated_spex_is_lossless_faster_and_below_the_oracle(algorithm):
     problems = sim_problems(4)
     base = simulate(_config(algorithm), problems)

@@ -73,7 +73,7 @@ def test_solve_gsm8k_on_ray(ray_session, tmp_path):
         solve(None, wider)
 
 
-def test_mcts_from_a_python_driver(ray_session, tmp_path):
+def test_mcts_from_a_python_driver(ray_session, tmp_path, capsys):
     from spex_ray.api import solve
 
     overrides = [*TINY, "search.algorithm=mcts", "search.rollouts=2", f"run.output={tmp_path}"]
@@ -81,6 +81,7 @@ def test_mcts_from_a_python_driver(ray_session, tmp_path):
     (solution,) = result.solutions
     assert solution.status == "ok", solution.error
     assert solution.requests == solution.nodes >= 2
+    assert f"see the run: spex-ray report {tmp_path}" in capsys.readouterr().err  # solve() ends saying so
 
 
 def test_spex_on_ray_with_the_allocator(ray_session, tmp_path):

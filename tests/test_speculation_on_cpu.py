@@ -16,6 +16,11 @@ from spex_ray.tree.settings import SearchSettings
 
 REBASE = ["search.algorithm=rebase", "search.width=6", "search.max_depth=6"]
 MCTS = ["search.algorithm=mcts", "search.rollouts=5", "search.expand_width=3", "search.max_depth=6"]
+ETS = ["search.algorithm=ets", "search.width=6", "search.max_depth=6"]
+BEAM = ["search.algorithm=beam", "search.beam_width=3", "search.expand_width=2", "search.max_depth=6"]
+BEST_OF_N = ["search.algorithm=best_of_n", "search.width=6", "search.max_depth=6"]
+DVTS = ["search.algorithm=dvts", "search.width=6", "search.expand_width=3", "search.max_depth=6"]
+SEARCHES = {"rebase": REBASE, "mcts": MCTS, "ets": ETS, "beam": BEAM, "best_of_n": BEST_OF_N, "dvts": DVTS}
 
 
 def search(overrides: list[str], seed: int, engine: FakeEngine, budget=None) -> QuerySearch:
@@ -33,7 +38,7 @@ def fingerprint(query: QuerySearch):
     return query.tree.signature(), outcome.answer, outcome.candidates
 
 
-@pytest.mark.parametrize("algorithm", [REBASE, MCTS], ids=["rebase", "mcts"])
+@pytest.mark.parametrize("algorithm", list(SEARCHES.values()), ids=list(SEARCHES))
 @pytest.mark.parametrize("lookahead", [1, 2])
 def test_speculation_is_lossless(algorithm, lookahead):
     hits = 0

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from spex_ray.config import PolicyConfig, check
 from spex_ray.engines.base import EngineLoad, GenRequest, GenResult
+from spex_ray.engines.chat import ChatTemplate
 from spex_ray.engines.meter import LoadMeter
 
 
@@ -57,8 +58,8 @@ class ToyEngine:
     def knee(self) -> int:
         return self.policy.max_batch_size
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
-        return " ".join(m["content"] for m in messages)
+    def chat_template(self) -> ChatTemplate:
+        return ChatTemplate()
 
     async def close(self) -> None:
         return None

@@ -1,6 +1,5 @@
-"""EnginePool: routes a query's requests to one engine actor (query affinity keeps the
-query's prefix in that engine's cache), choosing the engine with the fewest live queries.
-Also the placement of engine actors: their GPUs, and STRICT_PACK groups for tensor parallel."""
+"""The placement of engine and reward actors: their GPUs, and STRICT_PACK groups for tensor
+parallel (which engine serves a query is the runtime's Router's business)."""
 
 from __future__ import annotations
 
@@ -8,50 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from spex_ray.config import PolicyConfig, RewardConfig
-from spex_ray.engines import GenRequest, GenResult
+from spex_ray.errors import RunError
 from spex_ray.registries import SCORERS
-
-
-class EnginePool:
-    """The engine actors a TreeActor talks to, and the queries pinned to each."""
-
-    def __init__(self, engines: list[Any]) -> None:
-        if not engines:
-            raise ValueError("EnginePool needs at least one engine actor")
-        self.engines = list(engines)
-        self._live = [0] * len(engines)
-
-    def client(self) -> ActorEngineClient:
-        """A client pinned to the least busy engine; release() it when the query ends."""
-        index = min(range(len(self.engines)), key=self._live.__getitem__)
-        self._live[index] += 1
-        return ActorEngineClient(self, index)
-
-    def release(self, index: int) -> None:
-        self._live[index] -= 1
-
-
-class ActorEngineClient:
-    """The EngineClient of one query: every call goes to its pinned engine actor."""
-
-    def __init__(self, pool: EnginePool, index: int) -> None:
-        self._pool = pool
-        self.index = index
-        self._actor = pool.engines[index]
-        self.engine_name = f"engine-{index}"
-
-    async def generate(self, request: GenRequest) -> GenResult:
-        return await self._actor.generate.remote(request)
-
-    async def abort(self, request_id: str) -> None:
-        await self._actor.abort.remote(request_id)
-
-    async def render_chat(self, messages: list[dict[str, str]]) -> str:
-        return await self._actor.render_chat.remote(messages)
-
-    def release(self) -> None:
-        self._pool.release(self.index)
-
 
 # -- placement: what an engine actor asks Ray for ------------------------------------------------
 
@@ -110,7 +67,7 @@ def actor_options(resources: ActorResources) -> tuple[dict[str, Any], Any]:
         ray.get(group.ready(), timeout=PLACEMENT_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError as exc:
         remove_placement_group(group)
-        raise RuntimeError(
+        raise RunError(
             f"could not reserve {list(resources.bundles)} ({resources.strategy}) in {PLACEMENT_TIMEOUT_S:.0f} s; "
             f"the cluster has {ray.cluster_resources()}"
         ) from exc
@@ -124,8 +81,9 @@ def start_actors(
     actor_cls: Any, config: PolicyConfig | RewardConfig, resources: ActorResources, prefix: str, count: int
 ) -> tuple[list[Any], list[Any]]:
     """Start `count` actors `actor_cls(config, f"{prefix}-{i}")` with `resources`, wait for their
-    start(); returns the actors and their placement groups (tensor parallel only)."""
-    import ray
+    start() (at most startup.START_TIMEOUT_S); returns the actors and their placement groups
+    (tensor parallel only)."""
+    from spex_ray.actors.startup import wait_for_start
 
     actors, groups = [], []
     for i in range(count):
@@ -133,7 +91,11 @@ def start_actors(
         actors.append(actor_cls.options(**options).remote(config, f"{prefix}-{i}"))
         if group is not None:
             groups.append(group)
-    ray.get([actor.start.remote() for actor in actors])
+    try:
+        wait_for_start(actors, prefix, resources)  # bounded; says which resource is short
+    except BaseException:
+        remove_groups(groups)
+        raise
     return actors, groups
 
 

@@ -20,7 +20,7 @@ async def calibrate(
     engine = build_engine(policy)
     await engine.start()
     try:
-        prompt = engine.render_chat(_PROMPT)
+        prompt = engine.chat_template().render(_PROMPT)
         await _decode(engine, prompt, 1, 4)  # warm-up: caches, kernels, the prompt's prefix
         steps = [await _step_time(engine, prompt, batch, tokens) for batch in batch_sizes]
     finally:

@@ -41,7 +41,7 @@ class LeaseBudget:
         self.allocator = allocator
         self.on_grant = on_grant
         self.query_id = query_id
-        self.engine_id = engine_id  # may be reassigned; the next report carries it
+        self.engine_id = engine_id  # move() reassigns it; the next report carries it
         self.order = order
         self.refresh_s = refresh_s
         self.updates_sent = 0
@@ -74,6 +74,14 @@ class LeaseBudget:
         self._dirty = True
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._sync())
+
+    def move(self, engine_id: str) -> None:
+        """The query moved to `engine_id`: no slots until that engine's book grants some."""
+        self.engine_id = engine_id
+        self._grant = 0
+        if self._demand is not None:
+            demand = self._demand
+            self.report(demand.eligible, demand.usefulness, demand.reusable_kv)
 
     async def close(self) -> None:
         """Stop refreshing, wait out an update in flight, then release the slots."""
@@ -135,3 +143,13 @@ def _unit(x: float) -> float:
     """Clamp to [0, 1]; NaN becomes 0."""
     x = float(x)
     return 0.0 if math.isnan(x) else min(1.0, max(0.0, x))
+
+
+class LeaseSource:
+    """Makes LeaseBudgets over one BudgetAllocator actor (a runtime BudgetSource)."""
+
+    def __init__(self, allocator: Any) -> None:
+        self.allocator = allocator
+
+    def budget(self, query_id: str, engine_id: str, order: int) -> LeaseBudget:
+        return LeaseBudget(self.allocator, query_id, engine_id, order)

@@ -21,14 +21,21 @@ class LocalAllocator:
         self.book = BudgetBook(mode, tau, default_knee)
         self._budgets: dict[str, dict[str, LocalBudget]] = {}  # engine -> query -> budget
         self._changed: set[str] = set()  # engines whose shares changed since the last notify
+        self._reported: dict[str, tuple[int, int | None]] = {}  # engine -> its last MAIN report
 
     def register_engine(self, engine_id: str, knee: int) -> None:
         self.book.set_engine(engine_id, knee)
 
-    def report_main(self, engine_id: str, main_in_flight: int) -> None:
-        """The engine's MAIN requests in flight changed: re-share and wake queries that gained."""
-        if self.book.engines().get(engine_id, {}).get("main") != main_in_flight:
-            self.book.report_main(engine_id, main_in_flight)
+    def deregister_engine(self, engine_id: str) -> None:
+        self.book.remove_engine(engine_id)
+
+    def report_main(self, engine_id: str, main_in_flight: int, spec_capacity: int | None = None) -> None:
+        """The engine's MAIN requests in flight (and the speculative capacity it offers,
+        EngineLoad.spec_capacity) changed: re-share and wake queries that gained."""
+        report = (main_in_flight, spec_capacity)
+        if self._reported.get(engine_id) != report:
+            self._reported[engine_id] = report
+            self.book.report_main(engine_id, main_in_flight, spec_capacity)
             self._schedule_notify(engine_id)
 
     def budget(self, query_id: str, engine_id: str, order: int) -> LocalBudget:
@@ -83,6 +90,15 @@ class LocalBudget:
         )
         self.allocator.book.update(demand)
         self.allocator._schedule_notify(self.engine_id)  # others on the engine may have gained slots
+
+    def move(self, engine_id: str) -> None:
+        """The query moved to `engine_id`: its demand is re-shared there."""
+        budgets = self.allocator._budgets
+        budgets.get(self.engine_id, {}).pop(self.query_id, None)
+        self.allocator.book.release(self.query_id)
+        self.allocator._schedule_notify(self.engine_id)
+        self.engine_id = engine_id
+        budgets.setdefault(engine_id, {})[self.query_id] = self
 
     def check_grant(self) -> None:
         """Wake the search if the grant grew since it last looked."""

@@ -11,7 +11,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from spex_ray.engines.chat import ChatTemplate
 
 
 class Priority(IntEnum):
@@ -87,6 +90,8 @@ class GenResult:
     end_time: float = 0.0
     error: str | None = None
     meta: dict[str, float] = field(default_factory=dict)  # backend extras, e.g. spec-decoding acceptance
+    engine: str = ""  # the engine that served it (set by the query's RoutedClient)
+    attempts: int = 1  # engines tried: > 1 when its first engine went away mid-request
 
     @property
     def queue_seconds(self) -> float:
@@ -113,7 +118,12 @@ def failed_result(request: GenRequest, enqueue_time: float, error: str, prompt_t
 
 @dataclass
 class EngineLoad:
-    """A snapshot of an engine's work: requests running and waiting, by priority."""
+    """A snapshot of an engine's work: requests running and waiting, by priority.
+
+    spec_capacity is the number of SPEC sequences the engine offers now beside its MAIN ones
+    (engines/capacity.py); None where the engine has no figure of its own, and the allocator
+    then uses its knee minus the MAIN in flight.
+    """
 
     running_main: int = 0
     running_spec: int = 0
@@ -123,6 +133,7 @@ class EngineLoad:
     tokens_per_second: float = 0.0
     mean_batch_occupancy: float = 0.0
     time: float = field(default_factory=time.time)
+    spec_capacity: int | None = None
 
     @property
     def running(self) -> int:
@@ -140,10 +151,15 @@ class Engine(Protocol):
     start() loads the model (idempotent); generate() resolves when the request finishes,
     is stopped, or is aborted (finish_reason "abort", with the text produced so far);
     abort() of an unknown or finished request is a no-op; load() reports the current
-    work; knee() is the concurrency up to which a decode step costs about the same (the
-    allocator's budget; max_batch_size where the engine has no model of it); close() frees
-    the model. render_chat() turns chat messages into the prompt text the model expects.
+    work and the speculative capacity the engine offers (EngineLoad.spec_capacity, from its
+    step time: engines/capacity.py); knee() is a static concurrency estimate (the roofline
+    knee; max_batch_size where the engine has no model of it) that the allocator starts
+    from until the first load report; close() frees the model. chat_template() is how the
+    model wants chat messages turned into a prompt, as a value its callers render
+    themselves. `name` is the engine's own name.
     """
+
+    name: str
 
     async def start(self) -> None: ...
 
@@ -155,6 +171,6 @@ class Engine(Protocol):
 
     def knee(self) -> int: ...
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str: ...
+    def chat_template(self) -> ChatTemplate: ...
 
     async def close(self) -> None: ...

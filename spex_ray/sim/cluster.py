@@ -1,9 +1,10 @@
 """Plan a GPU cluster in modeled time: a batch of queries on simulated engines, in one process.
 
-`simulate(config, problems, gpus=N)` runs the real per-query pipeline (solution.solve_problem:
-QuerySearch with speculation and early termination, the reward, grading) against N
-SimEngines on a VirtualTimeLoop (sim/loop.py), with the allocator's policy
-in-process (allocator/local.py). Modeled time is the loop's clock: engine iterations take
+`simulate(config, problems, gpus=N)` runs the real per-query runtime (runtime/: the router,
+EngineHosts, QueryRuntime around solution.solve_problem: QuerySearch with speculation and
+early termination, the reward, grading), the very parts the Ray actors run, against N
+SimEngines on a VirtualTimeLoop (sim/loop.py), with the allocator's policy in-process
+(allocator/local.py) instead of an actor. Modeled time is the loop's clock: engine iterations take
 their roofline time and everything else takes none, so a run is a deterministic
 discrete-event simulation and SPEX vs baseline ratios are pure modeled figures. The Ray
 path (actors, leases) runs the same engines in real time (policy.sim.time_scale) and is where
@@ -14,25 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from spex_ray.allocator.local import LocalAllocator
 from spex_ray.batch import BatchResult
 from spex_ray.config import Config
-from spex_ray.engines.base import GenRequest, GenResult
 from spex_ray.io import Solution, TraceRow
-from spex_ray.rewards.base import Reward
+from spex_ray.runtime import EngineHost, QueryRuntime, Router
+from spex_ray.runtime.query import Solver
 from spex_ray.sim.engine import SimEngine
 from spex_ray.sim.loop import run_virtual
-from spex_ray.sim.prm import build_sim_reward, shared_devices
+from spex_ray.sim.prm import build_sim_reward, share_gpus
 from spex_ray.sim.settings import SimSettings
 from spex_ray.solution import solve_problem
 from spex_ray.tasks import Problem, problems_from_items
-from spex_ray.tree.budget import SpecBudget
-
-MAIN_REPORT_S = 0.02  # how often an engine reports MAIN in flight to the allocator (as EngineActor)
 
 
 @dataclass
@@ -58,7 +56,7 @@ def as_problems(rows: Sequence[Problem | dict[str, Any]]) -> list[Problem]:
 
 def simulate(config: Config, problems: Sequence[Problem | dict[str, Any]], gpus: int = 1) -> SimRun:
     """Solve `problems` on `gpus` simulated engines, run.concurrency queries in flight at once."""
-    return run_virtual(_simulate(sim_config(config), as_problems(problems), gpus))
+    return run_virtual(run_batch(sim_config(config), as_problems(problems), gpus))
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -71,77 +69,42 @@ def sim_config(config: Config) -> Config:
     return config
 
 
-class _Client:
-    """A query's view of its SimEngine (the EngineClient of solution.solve_problem)."""
-
-    def __init__(self, engine: SimEngine, engine_id: str) -> None:
-        self.engine = engine
-        self.engine_name = engine_id
-
-    async def generate(self, request: GenRequest) -> GenResult:
-        return await self.engine.generate(request)
-
-    async def abort(self, request_id: str) -> None:
-        await self.engine.abort(request_id)
-
-    async def render_chat(self, messages: list[dict[str, str]]) -> str:
-        return self.engine.render_chat(messages)
-
-
 class _Cluster:
-    """Engines, their live query counts, and the allocator (when speculation shares slots)."""
+    """The simulated engines, each in an EngineHost (as on Ray), their router, and the
+    allocator when speculation shares slots."""
 
     def __init__(self, config: Config, gpus: int) -> None:
-        self.devices = shared_devices(config, gpus)  # GPUs a modeled PRM shares (sim/prm.py), else None
-        self.engines = [SimEngine(config.policy, device=device) for device in self.devices]
-        self.live = [0] * gpus
         spex = config.spex
         self.allocator: LocalAllocator | None = None
-        self._reporters: list[asyncio.Task] = []
         if spex.speculate and spex.allocator != "off":
             self.allocator = LocalAllocator(spex.allocator, spex.tau, config.policy.max_batch_size)
-            for i, engine in enumerate(self.engines):
-                self.allocator.register_engine(f"engine-{i}", config.policy.knee or engine.knee())
+        self.hosts = [EngineHost(config.policy, f"engine-{i}", self.allocator) for i in range(gpus)]
+        self.router = Router({host.name: host for host in self.hosts})
+        self.chat = self.hosts[0].chat_template()
+        self.devices = share_gpus(config, self.engines)  # a modeled PRM on these GPUs (sim/prm.py)
+
+    @property
+    def engines(self) -> list[SimEngine]:
+        return [host.engine for host in self.hosts]
 
     async def start(self) -> None:
-        for engine in self.engines:
-            await engine.start()
-        if self.allocator is not None:
-            loop = asyncio.get_running_loop()
-            self._reporters = [loop.create_task(self._report(i)) for i in range(len(self.engines))]
-
-    def pick(self) -> int:
-        index = min(range(len(self.engines)), key=self.live.__getitem__)
-        self.live[index] += 1
-        return index
-
-    def budget(self, index: int, problem: Problem, order: int) -> SpecBudget | None:
-        return self.allocator.budget(problem.id, f"engine-{index}", order) if self.allocator else None
+        for host in self.hosts:
+            await host.start()
 
     async def close(self) -> None:
-        for task in self._reporters:
-            task.cancel()
-        for engine in self.engines:
-            await engine.close()
-
-    async def _report(self, index: int) -> None:
-        engine, name = self.engines[index], f"engine-{index}"
-        while True:
-            load = engine.load()
-            self.allocator.report_main(name, load.running_main + load.queued_main)
-            await asyncio.sleep(MAIN_REPORT_S)
+        for host in self.hosts:
+            await host.close()
 
 
-# solve(problem, client, reward, budget) -> (solution, trace)
-Solve = Callable[[Problem, "_Client", Reward, SpecBudget | None], Awaitable[tuple[Solution, list[TraceRow]]]]
-
-
-async def run_batch(config: Config, problems: list[Problem], gpus: int, solve: Solve) -> SimRun:
-    """Run `solve` for every problem, run.concurrency at a time, each pinned to the engine
-    with the fewest live queries; modeled makespan and per-query latencies."""
+async def run_batch(
+    config: Config, problems: list[Problem], gpus: int, solver: Solver = solve_problem
+) -> SimRun:
+    """Run every problem through the per-query runtime (`solver` does the solving),
+    run.concurrency at a time; modeled makespan and per-query latencies."""
     cluster = _Cluster(config, gpus)
     await cluster.start()
     reward = build_sim_reward(config, cluster.devices)  # a modeled PRM brings its own engines
+    runtime = QueryRuntime(config, cluster.router, cluster.chat, reward, cluster.allocator, solver)
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(config.run.concurrency)
     start = loop.time()
@@ -149,13 +112,8 @@ async def run_batch(config: Config, problems: list[Problem], gpus: int, solve: S
 
     async def one(order: int, problem: Problem) -> tuple[Solution, list[TraceRow]]:
         async with slots:
-            index = cluster.pick()
             began = loop.time()
-            try:
-                client = _Client(cluster.engines[index], f"engine-{index}")
-                result = await solve(problem, client, reward, cluster.budget(index, problem, order))
-            finally:
-                cluster.live[index] -= 1
+            result = await runtime.solve(problem, order)
             latencies[problem.id] = loop.time() - began
             return result
 
@@ -164,13 +122,6 @@ async def run_batch(config: Config, problems: list[Problem], gpus: int, solve: S
     await cluster.close()
     await reward.close()
     return _run(problems, results, makespan, cluster, latencies)
-
-
-async def _simulate(config: Config, problems: list[Problem], gpus: int) -> SimRun:
-    async def solve(problem, client, reward, budget):
-        return await solve_problem(problem, config, client, reward, budget)
-
-    return await run_batch(config, problems, gpus, solve)
 
 
 def _run(

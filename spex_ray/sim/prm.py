@@ -181,10 +181,16 @@ def colocated(reward: RewardConfig) -> bool:
     return reward.num_gpus < 1
 
 
-def shared_devices(config: Config, gpus: int) -> list[SharedDevice | None]:
-    """One entry per policy engine: the device it shares with a colocated PRM, else None."""
-    share = is_modeled_prm(config.reward) and colocated(config.reward)
-    return [SharedDevice(i) if share else None for i in range(gpus)]
+def share_gpus(config: Config, engines: Sequence[SimEngine]) -> list[SharedDevice | None]:
+    """One entry per policy engine: the device it now shares with a colocated PRM (set on
+    the engine, before it starts), else None."""
+    if not (is_modeled_prm(config.reward) and colocated(config.reward)):
+        return [None] * len(engines)
+    devices: list[SharedDevice | None] = []
+    for index, engine in enumerate(engines):
+        engine.device = SharedDevice(index)
+        devices.append(engine.device)
+    return devices
 
 
 def build_sim_reward(config: Config, devices: Sequence[SharedDevice | None] = ()) -> Any:

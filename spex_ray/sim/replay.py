@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from spex_ray.config import Config
+from spex_ray.engines.chat import ChatTemplate
 from spex_ray.io import TraceRow
 from spex_ray.rewards.base import Reward
 from spex_ray.sim.cluster import SimRun, as_problems, run_batch, sim_config
 from spex_ray.sim.loop import run_virtual
-from spex_ray.solution import ChatEngineClient, Solution, query_seed, render_prompt
+from spex_ray.solution import Solution, query_seed, render_prompt
 from spex_ray.tasks import Problem
-from spex_ray.tree.expand import Query, StepGenerator
+from spex_ray.tree.expand import EngineClient, Query, StepGenerator
 from spex_ray.tree.node import Node
 from spex_ray.tree.settings import SearchSettings
 from spex_ray.tree.tree import QueryTree
@@ -42,8 +43,8 @@ def kept_nodes(trace: list[TraceRow]) -> list[str]:
 async def _oracle(config: Config, problems: list[Problem], baseline: SimRun, gpus: int) -> SimRun:
     config = dataclasses.replace(config, spex=dataclasses.replace(config.spex, speculate=False))
 
-    async def solve(problem, client, reward, budget):
-        return await _replay(problem, config, client, reward, kept_nodes(baseline.traces[problem.id]))
+    async def solve(problem, config, client, chat, reward, budget):
+        return await _replay(problem, config, client, chat, reward, kept_nodes(baseline.traces[problem.id]))
 
     run = await run_batch(config, problems, gpus, solve)
     graded = {s.id: s for s in baseline.solutions}
@@ -53,11 +54,16 @@ async def _oracle(config: Config, problems: list[Problem], baseline: SimRun, gpu
 
 
 async def _replay(
-    problem: Problem, config: Config, client: ChatEngineClient, reward: Reward, node_ids: list[str]
+    problem: Problem,
+    config: Config,
+    client: EngineClient,
+    chat: ChatTemplate,
+    reward: Reward,
+    node_ids: list[str],
 ) -> tuple[Solution, list[TraceRow]]:
     """Generate exactly the nodes `node_ids`, each as soon as its parent exists."""
     seed = query_seed(config.run.seed, problem.id)
-    prompt = await render_prompt(problem, config, client)
+    prompt = render_prompt(problem, config, chat)
     query = Query(problem.id, problem.problem, prompt, seed)
     steps = StepGenerator(query, SearchSettings.from_config(config), client, reward)
     tree = QueryTree()

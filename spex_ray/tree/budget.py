@@ -28,6 +28,10 @@ class SpecBudget(Protocol):
         """
         ...
 
+    def move(self, engine_id: str) -> None:
+        """The query now runs on `engine_id` (its engine went away): draw slots there."""
+        ...
+
     async def close(self) -> None:
         """Return the slots; the query is done."""
         ...
@@ -47,6 +51,9 @@ class StaticBudget:
 
     def report(self, eligible: int, usefulness: float, reusable_kv: float) -> None:
         return None  # a fixed cap does not depend on the demand
+
+    def move(self, engine_id: str) -> None:
+        return None  # a fixed cap is the same on every engine
 
     async def close(self) -> None:
         return None

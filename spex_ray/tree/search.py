@@ -43,6 +43,8 @@ class SearchOutcome:
     no sentence fragment). `path` and `step_rewards` are the steps and step rewards of the
     chosen path: the terminal with the highest path reward among those whose answer is in
     the winning class (the first such terminal on a tie); empty when nothing answered.
+    `answer_node` is the id of that terminal.
+    A search that `timed_out` reports what its tree held at the deadline.
     """
 
     answer: str | None
@@ -52,6 +54,8 @@ class SearchOutcome:
     trace: list[TraceRow]
     path: list[str] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
+    answer_node: str | None = None
+    timed_out: bool = False  # the deadline (run.query_timeout_s) ended the search
 
 
 def is_final_answer(answer: str | None) -> bool:
@@ -98,13 +102,31 @@ class QuerySearch:
         spex = settings.spex
         self.early_stop = EarlyStop(spex.alpha, spex.stop_confidence) if spex.early_stop else None
         self.early_stopped = False
+        self.timed_out = False
 
     async def run(self) -> SearchOutcome:
         try:
-            await self.algorithm.run(self)
+            await self._search()
         finally:
             await self.speculation.finish()
         return self._outcome()
+
+    async def _search(self) -> None:
+        """The algorithm's search, ended at the query's deadline (settings.query_timeout_s,
+        seconds on the loop's clock): the nodes attached by then are the outcome, and every
+        request still in the engine is aborted."""
+        if not self.settings.query_timeout_s:
+            await self.algorithm.run(self)
+            return
+        deadline = asyncio.timeout(self.settings.query_timeout_s)
+        try:
+            async with deadline:
+                await self.algorithm.run(self)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            self.timed_out = True
+            await self.steps.abort_in_flight()
 
     # -- what algorithms call ----------------------------------------------------------------
 
@@ -160,10 +182,12 @@ class QuerySearch:
         answer, weight = aggregate(candidates, self.settings.search.aggregate)
         trace = [*self.steps.trace, *self.speculation.trace_rows()]
         outcome = SearchOutcome(answer, weight, candidates, self._stats(len(trace)), trace)
+        outcome.timed_out = self.timed_out
         chosen = chosen_path(nodes, answer)
         if chosen is not None:
             outcome.path = chosen.steps()
             outcome.step_rewards = [node.reward for node in chosen.path()]
+            outcome.answer_node = chosen.id
         return outcome
 
     def _stats(self, requests: int) -> SearchStats:

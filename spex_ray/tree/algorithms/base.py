@@ -4,13 +4,15 @@ speculation that predicts it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from spex_ray.tree.barrier import Barrier
     from spex_ray.tree.node import Node
     from spex_ray.tree.tree import QueryTree
+
+S = TypeVar("S")  # what a layered speculation rule carries from one level to the next
 
 
 class SearchDriver(Protocol):
@@ -72,3 +74,50 @@ class Algorithm(Protocol):
 def scaled_width(width: int, scale: float) -> int:
     """A speculative width narrowed by `scale`, never to 0 unless it was 0."""
     return math.ceil(width * scale) if width > 0 else 0
+
+
+def id_key(node: Node) -> tuple[int, ...]:
+    """A node's place in the tree (its id as numbers): the order ties are broken in, the same
+    whatever order the nodes were scored in (so speculation predicts the search's choice)."""
+    return tuple(int(part) for part in node.id.split("."))
+
+
+def ranked(nodes: Iterable[Node]) -> list[Node]:
+    """`nodes` by path reward, best first; ties to the node earlier in the tree."""
+    return sorted(nodes, key=lambda node: (-node.path_reward, id_key(node)))
+
+
+def layered_proposals(
+    view: SpeculationView,
+    lookahead: int,
+    rule: Callable[[list[Node], S], tuple[S, list[tuple[Node, int]]]],
+    state: S,
+) -> list[tuple[Node, int]]:
+    """Layer-by-layer speculation: `rule(level, state)` picks (node, width) pairs from a level
+    and carries its state to the next, first on the scored part of the barrier, then on the
+    scored speculative children of what it picked, `lookahead` levels deep; children k < width
+    of every pick, in the rule's order."""
+    wanted: list[tuple[Node, int]] = []
+    level = list(view.barrier.scored)
+    for _ in range(lookahead):
+        state, picks = rule(level, state)
+        level = []
+        for node, width in picks:
+            for k in range(width):
+                wanted.append((node, k))
+                child = view.scored_child(node, k)
+                if child is not None:
+                    level.append(child)
+    return wanted
+
+
+class TerminalVote:
+    """The answers of an algorithm that votes on every terminal of its tree (one that votes on
+    others overrides `answer_nodes`): each node's answer with its path reward."""
+
+    def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
+        return [(node.answer, node.path_reward) for node in self.answer_nodes(search)]
+
+    def answer_nodes(self, search: SearchDriver) -> list[Node]:
+        """Every terminal of the tree."""
+        return search.tree.terminals()

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 
 from spex_ray.config import SearchConfig
-from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, scaled_width
+from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, TerminalVote, scaled_width
 from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.node import Node
 
@@ -68,7 +68,7 @@ def backup(leaf: Node, value: float) -> None:
         node = node.parent
 
 
-class MCTS:
+class MCTS(TerminalVote):
     """`rollouts` UCT rollouts, each expanding `expand_width` children per new node."""
 
     def __init__(self, config: SearchConfig) -> None:
@@ -91,9 +91,6 @@ class MCTS:
             await search.expand(node, range(self.expand_width))
             node = descend(node, self.exploration)
         return node
-
-    def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
-        return [(node.answer, node.path_reward) for node in self.answer_nodes(search)]
 
     def answer_nodes(self, search: SearchDriver) -> list[Node]:
         """Each rollout's leaf, in rollout order."""

@@ -15,7 +15,13 @@ import math
 from collections.abc import Sequence
 
 from spex_ray.config import SearchConfig
-from spex_ray.tree.algorithms.base import SearchDriver, SpeculationView, scaled_width
+from spex_ray.tree.algorithms.base import (
+    SearchDriver,
+    SpeculationView,
+    TerminalVote,
+    layered_proposals,
+    scaled_width,
+)
 from spex_ray.tree.barrier import Barrier
 from spex_ray.tree.node import Node
 
@@ -52,7 +58,7 @@ def next_frontier(layer: Sequence[Node], budget: int, temperature: float) -> tup
     return budget, [(node, w) for node, w in zip(open_nodes, widths, strict=True) if w > 0]
 
 
-class Rebase:
+class Rebase(TerminalVote):
     """Reward-balanced search with a total budget of `search.width` finished paths."""
 
     def __init__(self, config: SearchConfig) -> None:
@@ -65,16 +71,13 @@ class Rebase:
         frontier: Frontier = [(search.tree.root, self.budget)]
         while frontier:
             layer = await search.expand_many([(node, range(width)) for node, width in frontier])
-            self.budget, frontier = next_frontier(layer, self.budget, self.temperature)
+            self.budget, frontier = self.select(layer, self.budget)
             if frontier and search.should_stop(self.budget):
                 return
 
-    def candidates(self, search: SearchDriver) -> list[tuple[str | None, float]]:
-        return [(node.answer, node.path_reward) for node in self.answer_nodes(search)]
-
-    def answer_nodes(self, search: SearchDriver) -> list[Node]:
-        """Every terminal of the tree."""
-        return search.tree.terminals()
+    def select(self, layer: Sequence[Node], budget: int) -> tuple[int, Frontier]:
+        """The layer rule (REBASE's `next_frontier`); the one speculation predicts with too."""
+        return next_frontier(layer, budget, self.temperature)
 
     def speculation(self, lookahead: int) -> RebaseSpeculation:
         return RebaseSpeculation(self, lookahead)
@@ -89,20 +92,12 @@ class RebaseSpeculation:
         self.lookahead = lookahead
 
     def propose(self, view: SpeculationView, scale: float) -> list[tuple[Node, int]]:
-        wanted: list[tuple[Node, int]] = []
-        level, budget = list(view.barrier.scored), self.rebase.budget
-        for _ in range(self.lookahead):
-            budget, frontier = next_frontier(level, budget, self.rebase.temperature)
-            if not frontier:
-                break
-            level = []
-            for node, width in sorted(frontier, key=lambda pair: -pair[0].reward):
-                for k in range(scaled_width(width, scale)):
-                    wanted.append((node, k))
-                    child = view.scored_child(node, k)
-                    if child is not None:
-                        level.append(child)
-        return wanted
+        def rule(level: list[Node], budget: int) -> tuple[int, list[tuple[Node, int]]]:
+            budget, frontier = self.rebase.select(level, budget)
+            likeliest = sorted(frontier, key=lambda pair: -pair[0].reward)
+            return budget, [(node, scaled_width(width, scale)) for node, width in likeliest]
+
+        return layered_proposals(view, self.lookahead, rule, self.rebase.budget)
 
     def may_expand_later(self, parent: Node, barrier: Barrier) -> bool:
         """Never: BFS expands every node of the tree at one barrier only."""
