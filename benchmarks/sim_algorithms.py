@@ -4,8 +4,9 @@ accuracy with and without early termination, over several seeds.
     .venv/bin/python benchmarks/sim_algorithms.py            # 5 searches x 1/4/16 queries x seeds 0-4
     .venv/bin/python benchmarks/sim_algorithms.py --searches beam-4x4 --concurrency 1 --seeds 0 1 --name try
 
-For every search, number of concurrent queries and seed (run.seed: the same problems, other
-trees), four runs on the same problems one after the other (sim_common.compare): the
+For every search, number of concurrent queries and seed (run.seed and the seed's own 16
+problems, the same at every concurrency level), four runs on the same problems one after
+the other (sim_common.compare): the
 baseline, SPEX (speculation lookahead 4 + the utility allocator: lossless), SPEX with early
 termination, and the oracle replay of the baseline's trees. Writes
 benchmarks/results/<name>.parquet (one row per run), benchmarks/figures/<name>.png and the
@@ -21,7 +22,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sim_common import SEARCHES, compare, markdown_table, save
+from sim_common import PROBLEMS, SEARCHES, compare, markdown_table, save
+
+from spex_ray.sim.workload import sim_problems
 
 H100 = "H100 + Llama-3-8B"
 ALGORITHM_SEARCHES = {
@@ -42,9 +45,11 @@ def run_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     for search in args.searches:
         for concurrency in args.concurrency:
             for seed in args.seeds:
-                extra = [f"run.seed={seed}", *args.set]
-                cell = compare(H100, search, concurrency, [SPEX, SPEX_STOP], with_oracle=True, extra=extra)
-                rows += [dict(row, seed=seed) for row in cell]
+                problems = sim_problems(PROBLEMS, seed=seed)  # the same at every concurrency level
+                rows += compare(
+                    H100, search, concurrency, [SPEX, SPEX_STOP], with_oracle=True, extra=args.set,
+                    seed=seed, problems=problems,
+                )  # fmt: skip
     return rows
 
 
@@ -131,8 +136,9 @@ def plot(rows: list[dict[str, Any]], ax) -> None:
 
 
 NOTES = """
-Each cell: {seeds} seeds (run.seed {seed_list}) on the same simulated problems (8, or 2 per
-query), H100 + Llama-3-8B, the setup of the other simulator figures; mean (min-max) over
+Each cell: {seeds} seeds (run.seed {seed_list}, each on its own 16 simulated problems, the
+same at every concurrency level), H100 + Llama-3-8B, confidence reward, the setup of the
+other simulator figures; mean (min-max) over
 the seeds. Run once on the shared 2-core CPU container (about 80 minutes); modeled figures
 do not depend on the machine. SPEX = speculation (lookahead 4) + the utility allocator,
 early termination off: lossless, so its trees and answers are the baseline's (accuracy

@@ -2,19 +2,33 @@
 
 Every figure runs the baseline and the SPEX variants on the same problems and seeds, one
 after the other in one process, on the discrete-event simulation (spex_ray.sim.cluster), so
-the ratios are modeled and exactly reproducible. Outputs per figure: a Parquet file in
-benchmarks/results/, a PNG in benchmarks/figures/, and a Markdown section in BENCHMARKS.md
-(replaced in place when the figure is run again).
+the ratios are modeled and exactly reproducible. A cell (target, search, reward, queries)
+runs once per seed: seed s draws its own problem set (sim_problems(n, seed=s), the same at
+every concurrency level) and its own query seeds (run.seed=s); the tables show the mean
+over the seeds with the min and max. Outputs per figure: a Parquet file in
+benchmarks/results/ (one row per seed and variant), a PNG in benchmarks/figures/, and a
+Markdown section in BENCHMARKS.md (replaced in place when the figure is run again).
+
+Configs are built in layers: BASE, then the presets of the target, search, reward and
+variant, then the command line's --set. A preset owns the keys it sets: a --set that gives
+one of them another value is refused (ConflictError), since it would silently change what
+the row's label says (e.g. `spex.speculate` is what makes a variant the baseline or SPEX;
+`run.seed` and `run.concurrency` are the --seeds and --concurrency options). Any other
+--set applies to every run, after the presets (so `--set spex.lookahead=2` reaches SPEX).
 """
 
 from __future__ import annotations
 
 import platform
 import re
+import statistics
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from spex_ray.config import Config
 from spex_ray.sim import SimRun, oracle, simulate
@@ -36,32 +50,84 @@ SEARCHES = {
     "MCTS-5": ["search.algorithm=mcts", "search.rollouts=5", "search.expand_width=2"],
     "MCTS-10": ["search.algorithm=mcts", "search.rollouts=10", "search.expand_width=2"],
 }
-SPECULATE = ["spex.speculate=true", "spex.lookahead=4"]
+# The step reward: the policy's confidence (free), or a 7B PRM (Math-Shepherd's Mistral-7B)
+# whose forward pass over every scored path is modeled (spex_ray/sim/prm.py), on a GPU of
+# its own of the policy's type, or sharing the policy's GPU (time and memory split).
+REWARDS = {
+    "confidence": ["reward.kind=confidence"],
+    "free PRM": ["reward.kind=sim"],  # the PRM's scores at no cost: what the PRM rows pay for
+    "PRM": ["reward.kind=sim_prm", "reward.num_gpus=1"],
+    "PRM shared": [
+        "reward.kind=sim_prm",
+        "reward.num_gpus=0.5",
+        "policy.mem_fraction_static=0.55",
+        "reward.mem_fraction_static=0.35",
+    ],
+}
 VARIANTS = {
-    "baseline": [],
-    "speculate": [*SPECULATE, "spex.allocator=off"],  # static slots: max_batch_size / concurrency
-    "spec+alloc": [*SPECULATE, "spex.allocator=utility"],
-    "early stop": ["spex.early_stop=true"],
-    "SPEX (all)": [*SPECULATE, "spex.allocator=utility", "spex.early_stop=true"],
+    "baseline": ["spex.speculate=false", "spex.early_stop=false"],
+    # static slots: max_batch_size / concurrency
+    "speculate": ["spex.speculate=true", "spex.allocator=off", "spex.early_stop=false"],
+    "spec+alloc": ["spex.speculate=true", "spex.allocator=utility", "spex.early_stop=false"],
+    "early stop": ["spex.speculate=false", "spex.early_stop=true"],
+    "SPEX (all)": ["spex.speculate=true", "spex.allocator=utility", "spex.early_stop=true"],
 }
 BASE = [
     "policy.backend=sim",
-    "reward.kind=sim",
     "policy.max_batch_size=1024",  # SGLang-like: KV memory, not a fixed cap, bounds the batch
     "policy.max_new_tokens=256",
     "search.max_depth=12",
     "search.max_path_tokens=2048",
+    "spex.lookahead=4",  # read only when speculating
     "run.progress=off",
 ]
+SEEDS = 5
+PROBLEMS = 16  # per cell and seed, the same at every concurrency level
 
 
-def sim_config(target: str, search: str, concurrency: int, overrides: Sequence[str] = ()) -> Config:
+class ConflictError(ValueError):
+    """A --set gives a key that a preset (target, search, reward, variant) owns another value."""
+
+
+def sim_config(
+    target: str,
+    search: str,
+    concurrency: int,
+    overrides: Sequence[str] = (),
+    *,
+    variant: str = "baseline",
+    reward: str = "confidence",
+    seed: int = 0,
+) -> Config:
+    """BASE, the presets of target, search, reward and variant, then `overrides` (see the
+    module docstring: an override may not change a key a preset owns)."""
     gpu, model = TARGETS[target]
-    return Config.load(
-        None,
-        [*BASE, f"policy.sim.gpu={gpu}", f"policy.model={model}", f"run.concurrency={concurrency}",
-         *SEARCHES[search], *overrides],
-    )  # fmt: skip
+    owned = [
+        f"policy.sim.gpu={gpu}", f"policy.model={model}", f"run.concurrency={concurrency}",
+        f"run.seed={seed}", *SEARCHES[search], *REWARDS[reward], *VARIANTS[variant],
+    ]  # fmt: skip
+    check_overrides(owned, overrides, f"{target} / {search} / {reward} / {variant}")
+    return Config.load(None, [*BASE, *owned, *overrides])
+
+
+def check_overrides(owned: Sequence[str], overrides: Sequence[str], label: str) -> None:
+    """Raise ConflictError when an override gives an owned key another value."""
+    values = dict(_assignment(item) for item in owned)
+    for item in overrides:
+        key, value = _assignment(item)
+        if key in values and values[key] != value:
+            raise ConflictError(
+                f"--set {item} conflicts with {label}, which sets {key}={values[key]}; "
+                f"the presets own {', '.join(sorted(values))}"
+            )
+
+
+def _assignment(item: str) -> tuple[str, Any]:
+    key, _, raw = item.partition("=")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key.strip(), raw.strip()
 
 
 def problems_for(concurrency: int, minimum: int = 8, per_slot: int = 2) -> list[dict[str, str]]:
@@ -113,35 +179,114 @@ def compare(
     gpus: int = 1,
     with_oracle: bool = False,
     problems: list[dict[str, str]] | None = None,
+    reward: str = "confidence",
+    seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Baseline, then each variant (and the oracle), on the same problems and seeds."""
     problems = problems or problems_for(concurrency * gpus)
-    labels = {"target": target, "search": search, "concurrency": concurrency, "gpus": gpus}
-    base_config = sim_config(target, search, concurrency * gpus, extra)
+    labels = {
+        "target": target, "search": search, "reward": reward, "concurrency": concurrency,
+        "gpus": gpus, "seed": seed,
+    }  # fmt: skip
+
+    def config(variant: str) -> Config:
+        return sim_config(
+            target, search, concurrency * gpus, extra, variant=variant, reward=reward, seed=seed
+        )
+
+    base_config = config("baseline")
     baseline = simulate(base_config, problems, gpus)
     rows = [measure(baseline, baseline, base_config, variant="baseline", **labels)]
     for name in variants:
         if name == "baseline":
             continue
-        config = sim_config(target, search, concurrency * gpus, [*extra, *VARIANTS.get(name, [])])
-        rows.append(measure(simulate(config, problems, gpus), baseline, config, variant=name, **labels))
-    if with_oracle:
+        run_config = config(name)
         rows.append(
-            measure(
-                oracle(base_config, problems, baseline, gpus),
-                baseline,
-                base_config,
-                variant="oracle",
-                **labels,
-            )
+            measure(simulate(run_config, problems, gpus), baseline, run_config, variant=name, **labels)
         )
+    if with_oracle:
+        best = oracle(base_config, problems, baseline, gpus)
+        rows.append(measure(best, baseline, base_config, variant="oracle", **labels))
     for row in rows:
         log(
-            f"{target} | {search} | c{concurrency} x{gpus} | {row['variant']}: {row['qpm']:.1f} q/min, "
-            f"{row['speedup']:.2f}x, acc {_percent(row['accuracy'])}"
+            f"{target} | {search} | {reward} | c{concurrency} x{gpus} | seed {seed} | {row['variant']}: "
+            f"{row['qpm']:.1f} q/min, {row['speedup']:.2f}x, acc {_percent(row['accuracy'])}"
         )
     return rows
+
+
+def compare_seeds(
+    target: str,
+    search: str,
+    concurrency: int,
+    variants: Sequence[str],
+    *,
+    seeds: int = SEEDS,
+    problems: int = PROBLEMS,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """compare() once per seed s, on the problem set of seed s (the same at every concurrency)."""
+    rows = []
+    for seed in range(seeds):
+        rows += compare(
+            target,
+            search,
+            concurrency,
+            variants,
+            problems=sim_problems(problems, seed=seed),
+            seed=seed,
+            **options,
+        )
+    return rows
+
+
+CELL = ("target", "search", "reward", "concurrency", "gpus")  # what a table row is about
+_SUMMARIZED = ("qpm", "speedup", "accuracy", "hit_rate", "spec_tokens", "wasted_tokens", "early_stops",
+               "problems", "makespan_s", "mean_latency_s", "decode_tokens_per_s", "mean_context",
+               "occupancy", "gain_share")  # fmt: skip
+
+
+def summarize(rows: Sequence[dict[str, Any]], by: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One row per cell and variant (and the extra keys `by`): the mean of every figure over
+    the seeds, `<figure>_min` and `<figure>_max`, and `seeds`. Cells keep their first order."""
+    keys = (*CELL, *by, "variant")
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row.get(k) for k in keys)].append(row)
+    summaries = []
+    for key, group in groups.items():
+        summary: dict[str, Any] = dict(zip(keys, key, strict=True))
+        summary["seeds"] = len(group)
+        for column in _SUMMARIZED:
+            values = [r[column] for r in group if r.get(column) is not None]
+            if values:
+                summary[column] = statistics.fmean(values)
+                summary[f"{column}_min"], summary[f"{column}_max"] = min(values), max(values)
+        summaries.append(summary)
+    return summaries
+
+
+def add_gain_share(rows: Sequence[dict[str, Any]], variant: str, by: Sequence[str] = ()) -> None:
+    """On each `variant` row, the oracle's speedup of its cell and seed (and keys `by`) and
+    the share of the possible gain (speedup - 1) / (oracle - 1) that the variant takes."""
+    keys = (*CELL, *by, "seed")
+    best = {tuple(r[k] for k in keys): r["speedup"] for r in rows if r["variant"] == "oracle"}
+    for row in rows:
+        if row["variant"] == variant:
+            row["oracle_speedup"] = best[tuple(row[k] for k in keys)]
+            row["gain_share"] = gain_share(row["speedup"], row["oracle_speedup"])
+
+
+def gain_share(speedup: float, oracle_speedup: float) -> float:
+    """(speedup - 1) / (oracle - 1): the share of the oracle's gain (1 when the oracle gains nothing)."""
+    return (speedup - 1) / (oracle_speedup - 1) if oracle_speedup > 1 + 1e-9 else 1.0
+
+
+def spread(row: dict[str, Any], column: str, fmt: str = "{:.2f}x") -> str:
+    """'mean (min-max)' of a summarized figure."""
+    low, high = row[f"{column}_min"], row[f"{column}_max"]
+    return f"{fmt.format(row[column])} ({fmt.format(low).rstrip('x%')}-{fmt.format(high)})"
 
 
 def _percent(share: float | None) -> str:
@@ -162,18 +307,26 @@ def save(
     notes: str = "",
 ) -> None:
     """Write results/<name>.parquet, figures/<name>.png and the BENCHMARKS.md section <name>."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     FIGURES.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), RESULTS / f"{name}.parquet")
+    pq.write_table(as_table(rows), RESULTS / f"{name}.parquet")
     _plot(name, rows, title, plot)
     section = _section(name, title, command, table, notes)
     _replace_section(name, section)
     print(
         f"wrote benchmarks/results/{name}.parquet, benchmarks/figures/{name}.png, BENCHMARKS.md section {name}"
     )
+
+
+def as_table(rows: Sequence[dict[str, Any]]):
+    """The rows as one pyarrow Table over the union of their columns (first seen first), so a
+    column only later rows have (the oracle's, SPEX's share of gain) is kept; missing = null."""
+    import pyarrow as pa
+
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    return pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
 
 
 def markdown_table(

@@ -21,7 +21,7 @@ from collections import defaultdict
 from typing import Any
 
 import ray
-from sim_common import VARIANTS, compare, markdown_table, problems_for, save, sim_config
+from sim_common import compare, markdown_table, problems_for, save, sim_config
 
 from spex_ray.allocator.budget import ALLOCATOR_NAME
 from spex_ray.api import solve
@@ -93,7 +93,6 @@ def scale(args: argparse.Namespace, command: str) -> None:
 def _on_ray(search: str, per_gpu: int, gpus: int, problems: list[dict], time_scale: float) -> dict[str, Any]:
     _fresh_allocator()
     overrides = [
-        *VARIANTS["spec+alloc"],
         f"policy.num_engines={gpus}",
         "policy.num_cpus=0",
         "policy.num_gpus=0",
@@ -101,7 +100,7 @@ def _on_ray(search: str, per_gpu: int, gpus: int, problems: list[dict], time_sca
         "run.resume=false",
         f"run.output={tempfile.mkdtemp(prefix='spex_scale_')}",
     ]
-    config = sim_config(TARGET, search, per_gpu * gpus, overrides)
+    config = sim_config(TARGET, search, per_gpu * gpus, overrides, variant="spec+alloc")
     result = solve(problems, config)
     failed = [s.error for s in result.solutions if s.status != "ok"]
     if failed:

@@ -250,6 +250,8 @@ def _run_batch(
         fleet.shutdown()
         _shutdown([*rewards, *trees])
         remove_groups(reward_groups)
+        if allocator is not None:
+            _end_allocator(allocator)
 
 
 def _model_text(policy: Any) -> str:
@@ -289,6 +291,21 @@ def _start_allocator(config: Config) -> Any:
     from spex_ray.allocator.budget import get_or_create_allocator
 
     return get_or_create_allocator(spex.allocator, spex.tau, config.policy.max_batch_size)
+
+
+def _end_allocator(allocator: Any, wait_s: float = 10.0) -> None:
+    """Kill this batch's allocator and wait until its name is free, so the next batch of this
+    driver gets a fresh one, not one that Ray is still tearing down."""
+    from spex_ray.allocator.budget import ALLOCATOR_NAME
+
+    kill(allocator)
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        try:
+            ray.get_actor(ALLOCATOR_NAME)
+        except ValueError:
+            return
+        time.sleep(0.1)
 
 
 def _allocator_snapshot(allocator: Any) -> dict[str, Any]:

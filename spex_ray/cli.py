@@ -51,6 +51,15 @@ CONFIG_EXAMPLES = """examples:
   spex-ray config show
   spex-ray config show --config configs/cpu_mcts.yaml --set search.width=8"""
 
+SIMULATE_EXAMPLES = """examples:
+  spex-ray simulate --config configs/sim_h100.yaml --gpus 4 --limit 64 --set run.concurrency=32
+  spex-ray simulate --config configs/sim_a6000.yaml --set spex.speculate=true --vs-baseline
+  spex-ray simulate --config configs/qwen25_math_prm.yaml --gpus 8 --set policy.sim.gpu=h100
+
+Any config simulates: its model runs on the simulated GPU policy.sim.gpu (default h100), a
+real PRM (reward.kind prm) as the modeled PRM of the same model; the problems are the
+synthetic `sim` workload's. Every figure is modeled."""
+
 INTERRUPTED_EXIT = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
 QUIET_RAY_LOGGERS = {  # logger: the level below which it is quiet without --verbose
     "ray._private.worker": logging.WARNING,  # "Started a local Ray instance ..." on every start
@@ -92,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     _solve_parser(commands)
     _config_parser(commands)
     _calibrate_parser(commands)
+    _simulate_parser(commands)
     _report_parser(commands)
     _demo_parser(commands)
     return parser
@@ -157,6 +167,34 @@ def _calibrate_parser(commands: Any) -> None:
     calibrate.add_argument("--config", help="a YAML config (its policy section is used)")
     calibrate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
     calibrate.set_defaults(handler=_calibrate)
+
+
+def _simulate_parser(commands: Any) -> None:
+    summary = "plan a cluster: a configured batch on N simulated GPUs, in modeled time"
+    simulate = _subparser(commands, "simulate", summary, SIMULATE_EXAMPLES)
+    simulate.add_argument(
+        "--gpus", type=int, default=1, help="simulated policy engines (policy.tp GPUs each)"
+    )
+    simulate.add_argument("--limit", type=int, default=64, help="queries in the batch (sim problems)")
+    simulate.add_argument(
+        "--vs-baseline", action="store_true", help="also run the batch without SPEX and print the ratio"
+    )
+    simulate.add_argument("--config", help="a YAML config (see configs/)")
+    simulate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
+    simulate.set_defaults(handler=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from spex_ray.sim.plan import baseline_of, plan_cluster
+
+    config = Config.load(args.config, args.set)
+    plan = plan_cluster(config, args.gpus, args.limit)
+    print("\n".join(plan.lines()))
+    if args.vs_baseline:
+        base = plan_cluster(baseline_of(config), args.gpus, args.limit)
+        ratio = plan.questions_per_minute / base.questions_per_minute
+        print(f"\nwithout SPEX: {base.questions_per_minute:.1f} questions/min; this config {ratio:.2f}x")
+    return 0
 
 
 def _report_parser(commands: Any) -> None:

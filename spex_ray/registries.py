@@ -19,6 +19,7 @@ REWARDS = Registry("reward")
 REWARDS.register("confidence", "spex_ray.rewards.confidence:ConfidenceReward")
 REWARDS.register("prm", "spex_ray.rewards.prm:PRMReward")
 REWARDS.register("sim", "spex_ray.sim.reward:SimReward")
+REWARDS.register("sim_prm", "spex_ray.sim.prm:SimPRMReward")  # the sim reward + a modeled PRM pass
 
 SCORERS = Registry("prm scorer")  # the PRMs a reward actor hosts (reward.scorer)
 SCORERS.register("step_tag", "spex_ray.rewards.prm_sglang:StepTagScorer")

@@ -11,7 +11,7 @@ import pytest
 
 from spex_ray.config import Config, PolicyConfig, RewardConfig
 from spex_ray.engines.base import Engine, FinishReason, GenRequest, Priority
-from spex_ray.hardware.roofline import MEM_FRACTION, knee_concurrency, kv_capacity_tokens
+from spex_ray.hardware.roofline import MEM_FRACTION, kv_capacity_tokens
 from spex_ray.rewards.base import StepContext
 from spex_ray.sim.cache import PrefixCache
 from spex_ray.sim.engine import SimClock, SimEngine
@@ -74,7 +74,7 @@ async def until(condition, limit: int = 100_000) -> None:
 def test_decode_step_is_flat_below_the_knee_and_linear_past_it():
     timing = SimSettings(gpu="h100", overhead_s=0.0).timing(PolicyConfig(model="llama-3-8b"))
     ctx = 128
-    knee = knee_concurrency(timing.gpu, timing.model, ctx)
+    knee = timing.knee(ctx)  # at the achievable compute and memory rates the model times with
     t1, t8 = timing.decode_step_time(1, ctx), timing.decode_step_time(8, ctx)
     assert t8 / t1 < 1.03  # memory-bound: more sequences ride along almost for free
     ratio = timing.decode_step_time(4 * knee, ctx) / timing.decode_step_time(2 * knee, ctx)
@@ -106,7 +106,7 @@ def test_settings_from_policy_and_tensor_parallel():
     with pytest.raises(ValueError, match="tensor-parallel"):
         SimSettings.of(policy).timing(policy)  # 34B weights do not fit one A6000
     engine = make_engine(max_batch_size=1000)
-    assert engine.knee() == knee_concurrency(engine.timing.gpu, engine.timing.model)
+    assert engine.knee() == engine.timing.knee()
     assert make_engine(max_batch_size=8).knee() == 8
     assert isinstance(engine, Engine)
 

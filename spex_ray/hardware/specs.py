@@ -96,6 +96,15 @@ MODELS: dict[str, ModelSpec] = {
     "llama-3-8b": ModelSpec("llama-3-8b", 8.0e9, 8.0e9, 32, 4096, 8, 128),
     # Llemma-34B: CodeLlama-34B architecture (GQA, 8 KV heads).
     "llemma-34b": ModelSpec("llemma-34b", 33.7e9, 33.7e9, 48, 8192, 8, 128),
+    # Qwen2.5-Math-1.5B(-Instruct): 28 layers, GQA 2 KV heads of 128, tied embeddings.
+    "qwen2.5-math-1.5b": ModelSpec("qwen2.5-math-1.5b", 1.54e9, 1.54e9, 28, 1536, 2, 128),
+    # Process reward models (the sim_prm reward's scoring model, sim/prm.py):
+    # Math-Shepherd's PRM (peiyi9979/math-shepherd-mistral-7b-prm): Mistral-7B, GQA 8 KV heads.
+    "math-shepherd-mistral-7b-prm": ModelSpec(
+        "math-shepherd-mistral-7b-prm", 7.24e9, 7.24e9, 32, 4096, 8, 128
+    ),
+    # Qwen2.5-Math-PRM-7B: the Qwen2.5-Math-7B body, 28 layers, 4 KV heads of 128.
+    "qwen2.5-math-prm-7b": ModelSpec("qwen2.5-math-prm-7b", 7.6e9, 7.6e9, 28, 3584, 4, 128),
     # Qwen3-30B-A3B: MoE, 128 experts / 8 active; 32 query heads, 4 KV heads of 128.
     "qwen3-30b-a3b": ModelSpec("qwen3-30b-a3b", 30.5e9, 3.3e9, 48, 2048, 4, 128),
 }

@@ -7,9 +7,12 @@
     cache.py     the prefix cache over token ids
     workload.py  the seeded synthetic reasoning workload, and the `sim` dataset
     reward.py    SimReward, the step score the workload implies
+    prm.py       SimPRMReward: that score after a modeled PRM forward pass (its own engines)
+    device.py    SharedDevice: one simulated GPU time-shared by colocated engines
     loop.py      VirtualTimeLoop: asyncio on modeled time (discrete-event simulation)
     cluster.py   simulate(): a batch of queries on N simulated engines, in one process
     replay.py    oracle(): a baseline's trees replayed with perfect foresight
+    plan.py      plan_cluster(): a configured batch on N simulated GPUs (`spex-ray simulate`)
     calibrate.py fit the workload to the trace of real runs
 
 No Ray in here. `from spex_ray.sim import simulate, oracle, SimRun` imports lazily, so

@@ -27,11 +27,11 @@ from spex_ray.allocator.local import LocalAllocator
 from spex_ray.batch import BatchResult
 from spex_ray.config import Config
 from spex_ray.io import Solution, TraceRow
-from spex_ray.rewards import REWARDS
 from spex_ray.runtime import EngineHost, QueryRuntime, Router
 from spex_ray.runtime.query import Solver
 from spex_ray.sim.engine import SimEngine
 from spex_ray.sim.loop import run_virtual
+from spex_ray.sim.prm import build_sim_reward, share_gpus
 from spex_ray.sim.settings import SimSettings
 from spex_ray.solution import solve_problem
 from spex_ray.tasks import Problem, problems_from_items
@@ -90,6 +90,7 @@ class _Cluster:
         self.hosts = [EngineHost(config.policy, f"engine-{i}", self.allocator) for i in range(gpus)]
         self.router = Router({host.name: host for host in self.hosts})
         self.chat = self.hosts[0].chat_template()
+        self.devices = share_gpus(config, self.engines)  # a modeled PRM on these GPUs (sim/prm.py)
 
     @property
     def engines(self) -> list[SimEngine]:
@@ -116,7 +117,7 @@ async def run_batch(
     run.concurrency at a time; modeled makespan and per-query latencies."""
     cluster = _Cluster(config, gpus)
     await cluster.start()
-    reward = REWARDS.build(config.reward.kind, config.reward)
+    reward = build_sim_reward(config, cluster.devices)  # a modeled PRM brings its own engines
     runtime = QueryRuntime(config, cluster.router, cluster.chat, reward, cluster.allocator, solver)
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(config.run.concurrency)
@@ -133,6 +134,7 @@ async def run_batch(
     results = await asyncio.gather(*(one(i, p) for i, p in enumerate(problems)))
     makespan = loop.time() - start
     await cluster.close()
+    await reward.close()
     run = _run(problems, results, makespan, cluster, latencies)
     run.traces_kept = keep_traces
     return run

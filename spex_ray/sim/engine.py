@@ -44,6 +44,7 @@ from spex_ray.engines.capacity import spec_capacity
 from spex_ray.engines.chat import ChatTemplate
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.sim.cache import PrefixCache
+from spex_ray.sim.device import SharedDevice
 from spex_ray.sim.settings import SimSettings, load_workload
 from spex_ray.sim.timing import IterationWork
 from spex_ray.sim.workload import StepPlan, WorkloadParams, plan_step, tokenize
@@ -123,6 +124,8 @@ class SimEngine:
     rest. `name` is the engine's name (its actor's). `clock` is the modeled clock to advance
     (default: a new SimClock at SIM_EPOCH); pass one to read modeled time from outside the
     engine (one engine per clock). `workload` overrides the settings' workload parameters.
+    `device` is the simulated GPU this engine shares with others (sim/device.py; settable
+    until the engine starts); None = a GPU of its own.
     """
 
     def __init__(
@@ -132,8 +135,10 @@ class SimEngine:
         name: str = "engine-0",
         clock: SimClock | None = None,
         workload: WorkloadParams | Mapping[str, Any] | None = None,
+        device: SharedDevice | None = None,
     ) -> None:
         self.name = name
+        self.device = device
         self.policy = policy
         self.settings = SimSettings.of(policy)
         self.settings.validate(policy)
@@ -304,24 +309,36 @@ class SimEngine:
                 await self._wake.wait()
                 self._catch_up()
                 continue
-            self._admit()
-            plan = self._plan_iteration()
-            seconds = self.timing.iteration_time(plan[0])
-            self._meter.set_running(len(self._running), self.clock())
-            self._clock.advance(seconds)
-            self.busy_s += seconds
-            tokens = sum(n for _, _, n in plan[1])
-            self.generated_total += tokens
-            self.decode_seq_steps += plan[0].decode_seqs
-            self.decode_context_total += plan[0].decode_context
-            self._meter.add_tokens(tokens, self.clock())
-            await self._pace()
-            self._apply(plan[1])
+            if self.device is None:
+                await self._iterate()
+                continue
+            async with self.device.turn:  # the GPU runs one engine's iteration at a time
+                self._catch_up(waited=True)
+                await self._iterate()
 
-    def _catch_up(self) -> None:
-        """With time_scale > 0, let modeled time follow the wall clock through idle periods."""
+    async def _iterate(self) -> None:
+        """One continuous-batching iteration: admit, plan, charge its time, apply it."""
+        if not self._running and not self._queue:
+            return  # everything was aborted while this engine waited for its device
+        self._admit()
+        plan = self._plan_iteration()
+        seconds = self.timing.iteration_time(plan[0])
+        self._meter.set_running(len(self._running), self.clock())
+        self._clock.advance(seconds)
+        self.busy_s += seconds
+        tokens = sum(n for _, _, n in plan[1])
+        self.generated_total += tokens
+        self.decode_seq_steps += plan[0].decode_seqs
+        self.decode_context_total += plan[0].decode_context
+        self._meter.add_tokens(tokens, self.clock())
+        await self._pace()
+        self._apply(plan[1])
+
+    def _catch_up(self, waited: bool = False) -> None:
+        """With time_scale > 0, let modeled time follow the wall clock through idle periods
+        (and, `waited`, through the wait for a shared device)."""
         scale = self.settings.time_scale
-        if scale > 0 and self._task is not None and not self._running:
+        if scale > 0 and self._task is not None and (waited or not self._running):
             wall_elapsed = (_loop_time() - self._wall_origin) / scale
             self._clock.advance(wall_elapsed - self._clock.elapsed)
 
@@ -426,7 +443,10 @@ class SimEngine:
             "prefill_s": (seq.first_token_time - seq.start_time) if seq.generated else 0.0,
             "sim_depth": float(plan.depth),
             "sim_z": plan.z,
+            "priority": float(seq.request.priority),  # a modeled PRM scores SPEC steps after MAIN ones
         }
+        if self.device is not None:
+            meta["device"] = float(self.device.index)  # where a colocated PRM scores this step
         if self._spec_method and seq.verify_steps:
             meta["accept_len"] = (seq.generated - 1) / seq.verify_steps
         seq.future.set_result(

@@ -22,9 +22,10 @@ The model of a reasoning path:
 Tokens are words: one token per whitespace-separated word (a hash of the word), so prompts
 that share a text prefix share a token prefix and the prefix cache behaves like a real one.
 
-The step-length defaults of `WorkloadParams` are fitted to the traces of real runs
-(benchmarks/calibrate_workload.py, numbers in BENCHMARKS.md); the rest are plausible
-guesses, to be fitted the same way from the traces of a real GPU policy.
+The mean step length of `WorkloadParams` is fitted to the traces of real runs
+(benchmarks/calibrate_workload.py, numbers in BENCHMARKS.md); its spread is set for a
+7-8B policy from reference solutions (BENCHMARKS.md, "Step-length spread"); the rest are
+plausible guesses, to be fitted the same way from the traces of a real GPU policy.
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ class WorkloadParams:
     """
 
     step_tokens_mean: float = 44.9  # fitted to CPU-engine traces (configs/workloads/smollm2_gsm8k.yaml)
-    step_tokens_sigma: float = 0.82
+    # The spread a 7-8B model's sibling steps have (BENCHMARKS.md, "Step-length spread"): between
+    # the log-sd of GSM8K's reference solution lines (0.46) and of MATH500's reference steps
+    # within one solution (0.78); the 135M model's 0.82 (smollm2_gsm8k.yaml) is the upper end.
+    step_tokens_sigma: float = 0.6
     step_tokens_min: int = 8
     step_tokens_max: int = 400
     root_z_min: float = 0.2
