@@ -50,6 +50,22 @@ def run_once(label: str, overrides: list[str], args: argparse.Namespace, concurr
         "occupancy": stats.get("mean_batch_occupancy", 0.0),
         "elapsed_s": result.elapsed_s,
         "answers": [s.answer for s in solutions],
+        "spec_requests": sum(s.spec_requests for s in solutions),
+        **budget_usage(result.allocator_stats),
+    }
+
+
+def budget_usage(allocator_stats: dict) -> dict:
+    """The speculative budget over the run (BudgetAllocator usage of engine-0; zeros without one):
+    time-weighted mean and max of the budget and of the slots granted, and the mean capacity the
+    engine offered at each MAIN load."""
+    usage = allocator_stats.get("usage", {}).get("engine-0", {})
+    return {
+        "mean_budget": usage.get("mean_budget", 0.0),
+        "max_budget": usage.get("max_budget", 0),
+        "mean_granted": usage.get("mean_granted", 0.0),
+        "max_granted": usage.get("max_granted", 0),
+        "offer_by_main": usage.get("offer_by_main", {}),
     }
 
 

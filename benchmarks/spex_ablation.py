@@ -4,7 +4,10 @@
 
 For each search (REBASE w4, MCTS 4 rollouts) and each concurrency, runs the baseline and
 the SPEX variants alternately (`--repeats` rounds, order rotated each round) and prints
-questions/minute relative to the baseline, accuracy, hit rate and wasted tokens.
+questions/minute relative to the baseline (the mean over rounds, and the min and max of the
+rounds' own ratios), accuracy, hit rate, wasted tokens, and for variants with the allocator
+the speculative budget the engine offered (time-weighted mean and max of the budget and of
+the slots granted) with the mean offer at each MAIN load, which says why.
 """
 
 from __future__ import annotations
@@ -41,14 +44,19 @@ def main() -> None:
     ray.init(log_to_driver=False)
     print(f"\n{header(args)}\n")
     print(
-        "| search | conc | variant | q/min | vs baseline | accuracy | hit rate | spec tokens | wasted | early stops |"
+        "| search | conc | variant | q/min | vs baseline (min-max) | accuracy | hit rate | spec requests "
+        "| spec tokens | wasted | early stops | budget mean / max | granted mean / max |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    offers = []
     for search in args.searches:
         for concurrency in args.concurrency:
             rows = _alternate(search, concurrency, args)
             for line in _table(search, concurrency, rows, args.variants):
                 print(line, flush=True)
+            offers += _offers(search, concurrency, rows)
+    print("\nMean speculative capacity offered at each MAIN load (MAIN sequences: SPEC offered):")
+    print("\n".join(offers))
 
 
 def _alternate(search: str, concurrency: int, args: argparse.Namespace) -> dict[str, list[dict]]:
@@ -70,11 +78,35 @@ def _table(search: str, concurrency: int, rows: dict[str, list[dict]], names: li
     lines = []
     for name in names:
         ratio = mean(name, "qpm") / base if base else float("nan")
+        rounds = _round_ratios(rows, name)
+        spread = f" ({min(rounds):.2f}-{max(rounds):.2f})" if rounds else ""
         lines.append(
-            f"| {search} | {concurrency} | {name} | {mean(name, 'qpm'):.2f} | {ratio:.2f}x "
-            f"| {mean(name, 'accuracy'):.0%} | {mean(name, 'hit_rate'):.2f} | {mean(name, 'spec_tokens'):.0f} "
-            f"| {mean(name, 'wasted_tokens'):.0f} | {mean(name, 'early_stops'):.1f} |"
+            f"| {search} | {concurrency} | {name} | {mean(name, 'qpm'):.2f} | {ratio:.2f}x{spread} "
+            f"| {mean(name, 'accuracy'):.0%} | {mean(name, 'hit_rate'):.2f} | {mean(name, 'spec_requests'):.0f} "
+            f"| {mean(name, 'spec_tokens'):.0f} | {mean(name, 'wasted_tokens'):.0f} | {mean(name, 'early_stops'):.1f} "
+            f"| {mean(name, 'mean_budget'):.2f} / {max(r['max_budget'] for r in rows[name])} "
+            f"| {mean(name, 'mean_granted'):.2f} / {max(r['max_granted'] for r in rows[name])} |"
         )
+    return lines
+
+
+def _round_ratios(rows: dict[str, list[dict]], name: str) -> list[float]:
+    """Each round's q/min of `name` over the same round's baseline (empty without a baseline)."""
+    pairs = zip(rows[name], rows.get("baseline", []), strict=False)
+    return [r["qpm"] / b["qpm"] for r, b in pairs if b["qpm"]]
+
+
+def _offers(search: str, concurrency: int, rows: dict[str, list[dict]]) -> list[str]:
+    """One line per variant with an allocator: its mean offer by MAIN load over the rounds."""
+    lines = []
+    for name, runs in rows.items():
+        by_main: dict[int, list[float]] = defaultdict(list)
+        for run in runs:
+            for main, offer in run["offer_by_main"].items():
+                by_main[int(main)].append(offer)
+        if by_main:
+            text = ", ".join(f"{m}: {sum(v) / len(v):.1f}" for m, v in sorted(by_main.items()))
+            lines.append(f"- {search}, {concurrency} queries, {name}: {text}")
     return lines
 
 

@@ -27,6 +27,7 @@ from spex_ray.actors.reward import start_reward_actors
 from spex_ray.actors.tree import TreeActor
 from spex_ray.batch import BatchResult
 from spex_ray.config import Config
+from spex_ray.errors import RunError
 from spex_ray.io import (
     CONFIG_FILE,
     ERROR_TAIL_CHARS,
@@ -41,7 +42,7 @@ from spex_ray.io import (
 from spex_ray.outputs import OutputError, is_uri
 from spex_ray.progress import CONSOLE, Progress
 from spex_ray.resume import default_output, search_identity
-from spex_ray.tasks import Problem, load_problems, problems_from_items
+from spex_ray.tasks import Problem, load_problems, problem_items, problems_from_items, unique_problems
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0  # the live status line's refresh while no query finishes
@@ -165,9 +166,9 @@ def _problems(problems: Iterable[str | dict | Problem] | None, config: Config) -
             task.offset,
             seed=config.run.seed,
         )
-    items = list(problems)
+    items = problem_items(problems)  # a bare string is one problem
     if all(isinstance(item, Problem) for item in items):
-        return items
+        return unique_problems(items)
     return problems_from_items(items, task.problem_field, task.answer_field, task.id_field)
 
 
@@ -208,7 +209,8 @@ def _ensure_ray(address: str) -> None:
     where = address or os.environ.get("RAY_ADDRESS", "")
     log.info("connecting to Ray ..." if where else "starting Ray ...")
     try:
-        ray.init(address=address or None, log_to_driver=False)
+        # actors' warnings (and prints) reach this driver's stderr, deduplicated across actors
+        ray.init(address=address or None, log_to_driver=True)
     except AuthenticationError as exc:
         raise ClusterConnectError(
             f"the Ray cluster at {where} refused this client ({exc.message}): {_TOKEN_HINT}"
@@ -270,7 +272,7 @@ def _chat_template(fleet: EngineFleet, queries: int) -> Any:
     deadline = time.time() + fleet.policy.start_timeout_s
     while not fleet.serving():
         if time.time() > deadline:
-            raise RuntimeError(
+            raise RunError(
                 f"no engine served within policy.start_timeout_s={fleet.policy.start_timeout_s:.0f}s"
             )
         time.sleep(0.2)

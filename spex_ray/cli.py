@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from spex_ray import __version__
 from spex_ray.config import Config, ConfigError
+from spex_ray.errors import RunError
 
 if TYPE_CHECKING:
     from spex_ray.api import RunResult
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError, ConnectionError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, ConnectionError, RunError) as exc:
         print(f"spex-ray: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside a solve (which says what it saved): e.g. calibrate
@@ -308,13 +309,14 @@ def _print_summary(result: RunResult, config: Config) -> None:
     unit = "s" if time_scale is None else "s modeled"
     print()
     for s in result.solutions:
-        if s.status != "ok":
+        if s.status == "error":
             print(f"{s.id}: ERROR {(s.error or '').splitlines()[0]}")
             continue
         verdict = {True: "correct", False: f"wrong, gold {s.gold}", None: "no gold"}[s.correct]
+        cut = "; TIMEOUT: the best answer at run.query_timeout_s" if s.status == "timeout" else ""
         print(
             f"{s.id}: answer {s.answer!r} ({verdict}); {s.nodes} nodes, {s.tokens_main} tokens, "
-            f"{s.latency_s:.1f}{unit}"
+            f"{s.latency_s:.1f}{unit}{cut}"
         )
     accuracy = result.accuracy
     acc_text = f"accuracy {accuracy:.0%}, " if accuracy is not None else ""

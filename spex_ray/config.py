@@ -10,6 +10,7 @@ module imports no engine, reward or algorithm module.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterator
@@ -89,7 +90,10 @@ class PolicyConfig:
     num_gpus: float = 0.0  # per engine actor; 0 = tp GPUs where the backend needs GPUs, else none
     num_cpus: float = 1.0  # per engine actor
     cache_dir: str = ""  # where the embedded model is fetched and converted; "" = default
-    knee: int = 0  # concurrency the engine decodes at no extra step cost (spex-ray calibrate); 0 = auto
+    knee: int = 0  # fixed concurrency for MAIN + SPEC (e.g. from spex-ray calibrate); 0 = from max_slowdown
+    # speculative budget: SPEC sequences an engine runs beside its MAIN ones may slow their step by at most this
+    # share (engines/capacity.py, from the measured or modeled step time); policy.knee overrides it
+    max_slowdown: float = 0.25
     tp: int = 1  # GPUs of one engine: tensor parallel degree (sglang, sim; hf ignores it)
     # GPU memory for weights + KV cache (sglang, sim, the knee's KV cap); 0 = hardware.roofline's
     # 0.9 (sglang: SGLang's own choice)
@@ -121,11 +125,9 @@ class PolicyConfig:
         return {**data, **{name: dataclasses.asdict(s) for name, s in self.backends.items()}}
 
     def validate(self) -> None:
-        check(self.max_batch_size >= 1, "policy.max_batch_size", "must be >= 1")
-        check(self.max_new_tokens >= 1, "policy.max_new_tokens", "must be >= 1")
+        check_sizes(self, "policy", POLICY_SIZES)
         check(self.temperature >= 0, "policy.temperature", "must be >= 0")
         check(0 < self.top_p <= 1, "policy.top_p", "must be in (0, 1]")
-        check(self.num_engines >= 1, "policy.num_engines", "must be >= 1")
         check(self.min_engines >= 0, "policy.min_engines", "must be >= 0")
         check(
             self.max_engines >= -1,
@@ -144,7 +146,7 @@ class PolicyConfig:
         check(self.start_timeout_s > 0, "policy.start_timeout_s", "must be > 0")
         check(self.num_gpus >= 0, "policy.num_gpus", "must be >= 0")
         check(self.knee >= 0, "policy.knee", "must be >= 0 (0 = auto)")
-        check(self.tp >= 1, "policy.tp", "must be >= 1")
+        check(0 <= self.max_slowdown <= 10, "policy.max_slowdown", "must be in [0, 10] (0.25 = 25% slower)")
         check(0 <= self.mem_fraction_static < 1, "policy.mem_fraction_static", "must be in [0, 1) (0 = auto)")
         check(self.dtype in ("float32", "bfloat16", "float16"), "policy.dtype", "float32|bfloat16|float16")
         check(self.backend in BACKENDS, "policy.backend", f"one of {BACKENDS.names()}")
@@ -198,8 +200,7 @@ class RewardConfig:
             "[] or [good] or [good, bad] token ids",
         )
         check(bool(ids) or bool(self.good_token), "reward.good_token", "must not be empty")
-        for key in ("num_engines", "tp", "max_batch_size"):
-            check(getattr(self, key) >= 1, f"reward.{key}", "must be >= 1")
+        check_sizes(self, "reward", REWARD_SIZES)
         check(self.num_gpus >= 0, "reward.num_gpus", "must be >= 0")
         check(0 <= self.mem_fraction_static < 1, "reward.mem_fraction_static", "must be in [0, 1) (0 = auto)")
         check(self.dtype in ("float32", "bfloat16", "float16"), "reward.dtype", "float32|bfloat16|float16")
@@ -226,8 +227,16 @@ class SearchConfig:
 
     def validate(self) -> None:
         check(self.algorithm in ALGORITHMS, "search.algorithm", f"one of {ALGORITHMS.names()}")
-        for key in ("width", "rollouts", "expand_width", "beam_width", "max_depth", "max_path_tokens"):
-            check(getattr(self, key) >= 1, f"search.{key}", "must be >= 1")
+        check_sizes(self, "search", SEARCH_SIZES)
+        requests = self.max_requests()
+        check(
+            requests <= MAX_QUERY_REQUESTS,
+            "search",
+            f"up to {requests:,} engine requests per query (max(width, rollouts x expand_width, "
+            f"beam_width x expand_width) x max_depth), more than {MAX_QUERY_REQUESTS:,}: such a search "
+            "would not end in practice; lower search.width, search.rollouts, search.beam_width or "
+            "search.max_depth",
+        )
         if self.algorithm == "dvts":
             check(
                 self.width % self.expand_width == 0,
@@ -247,6 +256,11 @@ class SearchConfig:
             "weighted_vote|majority|best",
         )
 
+    def max_requests(self) -> int:
+        """An upper bound on one query's engine requests: what every algorithm stays within."""
+        per_step = max(self.width, self.rollouts * self.expand_width, self.beam_width * self.expand_width)
+        return per_step * self.max_depth
+
 
 @dataclass
 class SpexConfig:
@@ -259,15 +273,16 @@ class SpexConfig:
     tau: float = 1.0  # allocator softmax temperature over query utilities
     alpha: float = 1.0  # early termination margin scale
     stop_confidence: float = 0.5  # early termination: median path reward of the leading answer
-    spec_slots: int = 0  # speculative slots per query when allocator=off; 0 = max_batch_size / concurrency
+    spec_slots: int = (
+        0  # speculative slots per query when allocator=off; 0 = max_batch_size / queries per engine
+    )
 
     def validate(self) -> None:
         check(self.allocator in ("utility", "fifo", "off"), "spex.allocator", "utility|fifo|off")
-        check(self.lookahead >= 1, "spex.lookahead", "must be >= 1")
+        check_sizes(self, "spex", SPEX_SIZES)
         check(self.tau > 0, "spex.tau", "must be > 0")
         check(self.alpha >= 0, "spex.alpha", "must be >= 0")
         check(0 <= self.stop_confidence <= 1, "spex.stop_confidence", "must be in [0, 1]")
-        check(self.spec_slots >= 0, "spex.spec_slots", "must be >= 0")
 
 
 @dataclass
@@ -303,11 +318,18 @@ class RunConfig:
     ray_address: str = ""  # "" = join RAY_ADDRESS if set, else start a local Ray
     tree_actors: int = 1
     progress: str = "auto"  # auto (bar on a terminal) | bar | log | off
+    # Seconds one query may search (wall on Ray; modeled in sim.simulate()); at the deadline it
+    # ends with its best answer so far and status "timeout". 0 = no deadline.
+    query_timeout_s: float = 0.0
 
     def validate(self) -> None:
-        check(self.concurrency >= 1, "run.concurrency", "must be >= 1")
-        check(self.tree_actors >= 1, "run.tree_actors", "must be >= 1")
+        check_sizes(self, "run", RUN_SIZES)
         check(self.progress in ("auto", "bar", "log", "off"), "run.progress", "auto|bar|log|off")
+        check(
+            0 <= self.query_timeout_s < math.inf,
+            "run.query_timeout_s",
+            f"must be a number of seconds >= 0 (0 = no deadline), got {self.query_timeout_s}",
+        )
 
 
 @dataclass
@@ -440,6 +462,36 @@ def _coerce(dotted: str, value: Any, hint: Any) -> Any:
 def is_str_dict(value: Any) -> bool:
     """Whether `value` is a mapping with string keys (a pass-through of named options)."""
     return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+# The bounds of the size knobs, (lowest, highest) by key: a value beyond them is a config error
+# naming the key, not gigabytes allocated (or actors started) before anything fails.
+POLICY_SIZES = {
+    "max_batch_size": (1, 65_536),
+    "max_new_tokens": (1, 1 << 20),
+    "num_engines": (1, 4_096),
+    "max_engines": (-1, 4_096),
+    "tp": (1, 1_024),
+}
+REWARD_SIZES = {"num_engines": (1, 4_096), "tp": (1, 1_024), "max_batch_size": (1, 65_536)}
+SEARCH_SIZES = {
+    "width": (1, 4_096),
+    "rollouts": (1, 65_536),
+    "expand_width": (1, 1_024),
+    "beam_width": (1, 4_096),
+    "max_depth": (1, 1_024),
+    "max_path_tokens": (1, 1 << 20),
+}
+SPEX_SIZES = {"lookahead": (1, 64), "spec_slots": (0, 65_536)}
+RUN_SIZES = {"concurrency": (1, 1_000_000), "tree_actors": (1, 1_024)}
+MAX_QUERY_REQUESTS = 1_000_000  # engine requests one query's search may make at most
+
+
+def check_sizes(section: Any, name: str, bounds: dict[str, tuple[int, int]]) -> None:
+    """Raise ConfigError("name.key: must be in [low, high] (got v)") for a size out of bounds."""
+    for key, (low, high) in bounds.items():
+        value = getattr(section, key)
+        check(low <= value <= high, f"{name}.{key}", f"must be in [{low:,}, {high:,}] (got {value:,})")
 
 
 def check(ok: bool, key: str, rule: str) -> None:

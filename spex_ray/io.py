@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from spex_ray.outputs import OutputError, OutputLocation, RunLock, is_uri
+from spex_ray.outputs import OutputError, OutputLocation, RunLock, is_uri, unusable_output
 from spex_ray.tasks import Problem
 
 RESULTS_JOURNAL = "results.jsonl"
@@ -123,7 +123,9 @@ class Solution(SearchStats):
     """The result row of one problem: the stats of its search (SearchStats) plus what was
     asked, answered and graded; a row of results.parquet, columns in RESULT_COLUMNS order.
 
-    `status` is ok or error (then `error` says why). `latency_s` is wall seconds from the
+    `status` is ok, timeout (the search reached run.query_timeout_s: `answer` is the best it
+    had by then, graded as usual; `error` says so) or error (`error` says why; no answer). A
+    resumed run keeps only ok rows and solves the others again. `latency_s` is wall seconds from the
     search's start on Ray, modeled seconds from admission in the simulator. `candidates`
     are the answers voted on (one per answered path, only real answers: no None, no
     sentence fragment); `path` is the chosen path's steps (the best-rewarded path whose
@@ -146,7 +148,7 @@ class Solution(SearchStats):
     path: list[str] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
     engine: str = ""  # the engine the query ended on
-    retries: int = 0  # its requests re-issued because their engine went away
+    retries: int = 0  # its requests re-issued: their engine went away or failed them (then retried)
     attempts: int = 1  # times the query was started: > 1 after its tree actor died
     answer_node: str | None = None
 
@@ -223,9 +225,11 @@ class RunWriter:
             raise
         try:
             self._open(resume, dict(identity or {}))
-        except BaseException:
+        except BaseException as exc:
             self._lock.release()
             self.location.cleanup(keep_unsynced=False)  # nothing of this run in it yet
+            if isinstance(exc, OSError):
+                raise unusable_output(self.location.name, exc) from None
             raise
 
     def _open(self, resume: bool, identity: dict[str, Any]) -> None:
@@ -395,15 +399,19 @@ def _flush(handle: IO[str]) -> None:
 
 
 def _read_journal(path: Path) -> list[dict[str, Any]]:
-    """Complete JSON lines of a journal; a torn last line (crash mid-write) is skipped."""
+    """The complete rows of a journal. A line that is not a whole JSON object (the torn last
+    line of a driver killed mid-write) is skipped: the rows before it are intact, as each
+    write is flushed and fsync'd before the next begins."""
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
             continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 

@@ -52,7 +52,10 @@ class OutputLocation:
             self.dir = Path(tempfile.mkdtemp(prefix="spex_ray_output_"))
         else:
             self.dir = Path(output)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise unusable_output(self.name, exc) from None
         self._synced = 0.0
         self._failed = False  # the last forced copy to the URI failed: keep the staging files
 
@@ -116,6 +119,17 @@ class OutputLocation:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def unusable_output(name: str, exc: OSError) -> OutputError:
+    """The one-line OutputError of an output directory that cannot be created or written."""
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        path = Path(exc.filename or name)
+        blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        reason = f"{blocking} is a file, not a directory"
+    else:
+        reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return OutputError(f"run.output {name!r} cannot be used ({reason}); give another --output")
+
+
 class RunLock:
     """An exclusive lock on an output (fcntl.flock on <dir>/.lock holding the owner's pid),
     released by `release()` or when the process exits. A URI output is locked on this
@@ -124,7 +138,10 @@ class RunLock:
 
     def __init__(self, location: OutputLocation) -> None:
         self.path = _lock_path(location)
-        self._handle: IO[str] | None = open(self.path, "a+")  # noqa: SIM115 - held until release
+        try:
+            self._handle: IO[str] | None = open(self.path, "a+")  # noqa: SIM115 - held until release
+        except OSError as exc:
+            raise unusable_output(location.name, exc) from None
         try:
             fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

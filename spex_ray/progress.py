@@ -121,12 +121,13 @@ def _speculation_text(status: Status) -> str:
 
 def format_solution(solution: Solution, status: Status) -> str:
     """The line of a finished problem: "[3/10 0:42] gsm8k-2: answer='18' (correct) 4.1s acc 2/3"."""
-    if solution.status != "ok":
+    if solution.status == "error":
         first_line = (solution.error or "").splitlines()[:1]
         outcome = f"ERROR {first_line[0] if first_line else ''}"
     else:
         mark = {True: "correct", False: "wrong", None: "ungraded"}[solution.correct]
         outcome = f"answer={solution.answer!r} ({mark}) {solution.latency_s:.1f}s"
+        outcome += " TIMEOUT" if solution.status == "timeout" else ""
     accuracy = f" acc {status.correct}/{status.graded}" if status.graded else ""
     clock = format_clock(status.elapsed_s)
     return f"[{status.done}/{status.total} {clock}] {solution.id}: {outcome}{accuracy}"

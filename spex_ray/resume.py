@@ -11,7 +11,8 @@ run's. The identity is every config value that changes what a search builds or r
 
 Not in it: `task` (the problems are compared row by row instead) and the rest of `run`
 (output, resume, concurrency, ray_address, tree_actors, progress): they change how fast a
-batch runs, not what a query's search is.
+batch runs, not what a query's search is. Nor `run.query_timeout_s`: a row its deadline cut
+short (status timeout) is not reused, like a failed one, so a rerun solves it again.
 """
 
 from __future__ import annotations

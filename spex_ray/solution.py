@@ -77,6 +77,12 @@ async def solve_problem(
     solution.answer_node = outcome.answer_node
     solution.correct = is_correct(outcome.answer, problem.gold) if problem.gold is not None else None
     solution.set_stats(outcome.stats)
+    if outcome.timed_out:
+        solution.status = "timeout"
+        solution.error = (
+            f"the search reached run.query_timeout_s ({config.run.query_timeout_s:g} s); "
+            "the answer is the best it had by then"
+        )
     return solution, outcome.trace
 
 

@@ -89,6 +89,9 @@ def test_many_leases_never_exceed_the_budget(allocator, ray_session):
     assert all(lease.errors == 0 and lease.granted() == 0 for lease in leases)
     snap = ray_session.get(allocator.snapshot.remote())
     assert not any(x["engine_id"] == engine for x in snap["demands"])  # all released
+    usage = snap["usage"][engine]
+    assert 0 < usage["mean_budget"] <= usage["max_budget"] <= knee and usage["max_granted"] <= knee
+    assert 0 <= usage["mean_granted"] <= usage["mean_budget"]
 
 
 def test_close_returns_slots_and_shares_follow_utility(allocator, ray_session):

@@ -104,7 +104,8 @@ def test_book_invariant_under_random_operations(mode):
         if op < 0.05:
             book.set_engine(rng.choice(engines), rng.randint(0, 40))
         elif op < 0.25:
-            book.report_main(rng.choice(engines), rng.randint(0, 45))
+            capacity = rng.choice([None, rng.randint(0, 40)])
+            book.report_main(rng.choice(engines), rng.randint(0, 45), capacity)
         elif op < 0.85:
             q = rng.randrange(30)
             demand = Demand(f"q{q}", rng.choice(engines), rng.randint(0, 16), rng.random(), rng.random(), q)
@@ -126,6 +127,22 @@ def test_book_release_returns_slots_and_main_load_shrinks_budget():
     assert book.grants() == {"b": 4}
     book.report_main("gpu", 12)
     assert book.budget("gpu") == 0 and book.grant("b") == 0
+
+
+def test_reported_capacity_is_the_budget_until_the_next_report():
+    book = BudgetBook(default_knee=8)
+    book.set_engine("gpu", 100)
+    book.update(d("a", 50, engine="gpu"))
+    book.report_main("gpu", 10)
+    assert book.budget("gpu") == 90 and book.engines()["gpu"]["capacity"] == -1  # none yet: knee - MAIN
+    book.report_main("gpu", 10, spec_capacity=12)
+    assert book.budget("gpu") == 12 == book.grant("a") and book.engines()["gpu"]["capacity"] == 12
+    book.report_main("gpu", 40)  # no figure this time: the last one stands
+    assert book.budget("gpu") == 12
+    book.report_main("gpu", 40, spec_capacity=0)
+    assert book.grant("a") == 0
+    with pytest.raises(ValueError, match="spec_capacity"):
+        book.report_main("gpu", 1, spec_capacity=-1)
 
 
 def test_book_moves_query_between_engines_and_uses_default_knee():
@@ -209,3 +226,22 @@ def test_stale_leases_expire():
     assert book.expire(now=100.0, ttl=60.0) == ["dead"]
     assert book.grant("dead") == 0 and book.grant("alive") == 8
     assert book.expire(now=100.0, ttl=60.0) == []
+
+
+def test_budget_usage_is_time_weighted_since_registration():
+    from spex_ray.allocator.usage import BudgetUsage
+
+    usage = BudgetUsage()
+    usage.record("gpu", 10, 0, now=0.0)  # before registration: forgotten by start()
+    usage.start("gpu", now=100.0)
+    usage.record("gpu", 4, 2, now=100.0)
+    usage.offered("gpu", main=1, capacity=4)
+    usage.record("gpu", 0, 0, now=103.0)
+    usage.offered("gpu", main=3, capacity=0)
+    usage.offered("gpu", main=1, capacity=2)
+    usage.offered("gpu", main=1, capacity=None)  # no figure: not counted
+    summary = usage.summary(now=104.0)["gpu"]
+    assert summary["seconds"] == 4.0
+    assert summary["mean_budget"] == 3.0 and summary["max_budget"] == 4  # 4 for 3 s, 0 for 1 s
+    assert summary["mean_granted"] == 1.5 and summary["max_granted"] == 2
+    assert summary["offer_by_main"] == {1: 3.0, 3: 0.0}

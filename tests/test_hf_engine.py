@@ -77,6 +77,7 @@ def test_concurrent_requests_share_the_batch(engine, loop):
     load = engine.load()
     assert load.running == load.queued == 0 and load.max_batch_size == 4
     assert load.tokens_per_second > 0 and 0 < load.mean_batch_occupancy <= 1
+    assert engine.step_costs.observed > 0 and 0 <= load.spec_capacity <= 4  # decode steps were timed
 
 
 def test_stop_string(engine, loop):
@@ -151,30 +152,39 @@ def test_over_long_prompt_is_an_error(engine, loop):
     assert ok.error is None and ok.token_ids
 
 
-def test_main_is_admitted_before_spec(loop):
+def test_main_preempts_running_spec_which_resumes_where_it_stopped(loop):
+    """One slot: a running SPEC request is paused (held in the manager, not stepped) when a
+    MAIN one arrives, resumes before the waiting SPEC one once MAIN is done, and gives the
+    same tokens as when it runs alone (its KV cache and sampler state were kept)."""
     eng = HFEngine(PolicyConfig(max_batch_size=1, temperature=0.7))
+
+    def first_request() -> GenRequest:
+        return GenRequest(prompt=prompt, max_new_tokens=24, priority=Priority.SPEC, seed=5)
 
     async def run():
         await eng.start()
-        prompt = _prompt(eng, "Write a poem about the sea.")
-        first = GenRequest(prompt=prompt, max_new_tokens=16, priority=Priority.SPEC)
-        spec = GenRequest(prompt=prompt, max_new_tokens=4, priority=Priority.SPEC)
-        main = GenRequest(prompt=prompt, max_new_tokens=4, priority=Priority.MAIN)
+        alone = await eng.generate(first_request())
+        first = first_request()
+        spec = GenRequest(prompt=prompt, max_new_tokens=4, priority=Priority.SPEC, seed=6)
+        main = GenRequest(prompt=prompt, max_new_tokens=4, priority=Priority.MAIN, seed=7)
         t_first = asyncio.ensure_future(eng.generate(first))
-        await _wait_until(lambda: eng.load().running_spec == 1)
+        await _wait_until(lambda: len(getattr(eng._running.get(first.request_id), "token_ids", [])) >= 4)
         t_spec = asyncio.ensure_future(eng.generate(spec))
         await asyncio.sleep(0)
         t_main = asyncio.ensure_future(eng.generate(main))
-        await _wait_until(lambda: eng.load().queued == 2)
+        await _wait_until(lambda: eng.load().running_main == 1)
         load = eng.load()
         results = await asyncio.gather(t_first, t_spec, t_main)
         await eng.close()
         after_close = await eng.generate(GenRequest(prompt=prompt, max_new_tokens=4))
-        return load, results, after_close
+        return alone, load, results, after_close
 
-    load, (r_first, r_spec, r_main), after_close = loop.run_until_complete(run())
+    prompt = _prompt(eng, "Write a poem about the sea.")
+    alone, load, (r_first, r_spec, r_main), after_close = loop.run_until_complete(run())
     assert after_close.finish_reason == FinishReason.ERROR and "closed" in after_close.error
-    assert (load.running_spec, load.queued_spec, load.queued_main) == (1, 1, 1)
-    assert r_first.start_time < r_main.start_time < r_spec.start_time
-    assert r_first.end_time <= r_main.start_time  # one slot: the next starts when the first ends
+    assert (load.running_main, load.running_spec, load.queued_spec, load.queued_main) == (1, 0, 2, 0)
+    assert load.spec_capacity == 0  # one slot, held by MAIN
     assert all(r.error is None for r in (r_first, r_spec, r_main))
+    assert r_first.start_time < r_main.start_time and r_main.end_time <= r_first.end_time  # paused for MAIN
+    assert r_first.end_time <= r_spec.start_time  # the paused one resumes before the waiting one
+    assert r_first.token_ids == alone.token_ids and r_first.text == alone.text  # lossless pause

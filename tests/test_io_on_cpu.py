@@ -87,6 +87,22 @@ def test_resume_keeps_finished_rows_and_retries_failed_ones(tmp_path):
     assert [s.id for s in resumed.solutions()] == ["a", "b"]
 
 
+def test_resume_solves_timeout_rows_again_and_skips_any_torn_line(tmp_path):
+    writer = RunWriter(tmp_path)
+    writer.write(row("a"), [request("a")])
+    writer.write(row("t", "timeout"), [request("t")])
+    writer.close()
+    with open(tmp_path / "results.jsonl", "ab") as handle:
+        handle.write(b'{"id": "x", "problem": "caf\xc3')  # torn in the middle of a character
+    with open(tmp_path / "trace.jsonl", "ab") as handle:
+        handle.write(b'[1, 2]\n{"query": "a"')  # not a row, then a torn one
+    resumed = RunWriter(tmp_path)
+    assert resumed.done_ids() == {"a"}
+    resumed.close()
+    kept = (tmp_path / "trace.jsonl").read_text().splitlines()
+    assert [json.loads(line)["query"] for line in kept] == ["a"]
+
+
 def test_no_resume_starts_over(tmp_path):
     writer = RunWriter(tmp_path)
     writer.write(row("a"), [])

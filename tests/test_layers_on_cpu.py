@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "spex_ray"
-RAY_FREE = ["engines", "rewards", "tree", "tasks", "sim", "hardware", "report"]
+RAY_FREE = ["engines", "rewards", "tree", "tasks", "sim", "hardware", "report", "runtime"]
 RAY_IMPORT = re.compile(r"^\s*(import ray\b|from ray\b)", re.M)
 
 

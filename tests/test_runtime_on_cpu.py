@@ -171,3 +171,52 @@ def test_queries_on_an_engine_that_dies_finish_on_the_other_with_the_same_trees(
     assert moved and all(s.engine == "engine-1" for s, _ in faulty)
     retried = [row for _, trace in faulty for row in trace if row.attempts > 1]
     assert retried and all(row.engine == "engine-1" for row in retried)
+
+
+def test_default_spec_slots_share_one_engines_batch_among_the_queries_on_it():
+    from spex_ray.tree.settings import default_spec_slots
+
+    def slots(*overrides):
+        return default_spec_slots(
+            Config.load(None, ["policy.max_batch_size=64", "run.concurrency=16", *overrides])
+        )
+
+    assert slots() == 4  # 16 queries on one engine
+    assert slots("policy.num_engines=4") == 16  # 4 queries on each of 4 engines
+    assert slots("policy.max_engines=8") == 32
+    assert slots("run.concurrency=100") == 1
+
+
+class FailsFirst(Toy):
+    """Fails its first `n` requests with an engine error (as out of memory would)."""
+
+    def __init__(self, name: str, n: int) -> None:
+        super().__init__(name)
+        self.n = n
+
+    async def generate(self, request: GenRequest):
+        from spex_ray.engines.base import failed_result
+
+        self.requests.append(request)
+        if len(self.requests) <= self.n:
+            return failed_result(request, 0.0, "CUDA out of memory")
+        return await super().generate(request)
+
+
+def test_a_failed_main_request_is_retried_with_backoff_then_its_error_stands():
+    async def main():
+        flaky = FailsFirst("a", n=2)
+        client = RoutedClient(Router({"a": flaky}), "q")
+        result = await client.generate(GenRequest(prompt="p", seed=1))
+        assert (result.finish_reason, result.text, client.retries) == (FinishReason.STOP, "a", 2)
+        broken = FailsFirst("b", n=100)
+        client = RoutedClient(Router({"b": broken}), "q")
+        result = await client.generate(GenRequest(prompt="p", seed=1))
+        assert result.finish_reason == FinishReason.ERROR and result.error == "CUDA out of memory"
+        assert len(broken.requests) == 4 and client.retries == 3
+        spec = FailsFirst("c", n=100)
+        client = RoutedClient(Router({"c": spec}), "q")
+        await client.generate(GenRequest(prompt="p", seed=1, priority=Priority.SPEC))
+        assert len(spec.requests) == 1  # speculation is not worth a retry
+
+    run_virtual(main())

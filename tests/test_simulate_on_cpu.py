@@ -62,6 +62,10 @@ def test_local_allocator_shares_an_engine_and_wakes_queries_that_gain():
         assert b.granted() == 8 > before and woken[-1] == 8
         allocator.report_main("e0", 6)  # primary work shrinks the budget
         assert b.granted() == 2
+        await asyncio.sleep(0)
+        allocator.report_main("e0", 6, spec_capacity=5)  # the engine's own figure replaces knee - MAIN
+        await asyncio.sleep(0)
+        assert b.granted() == 5 and woken[-1] == 5
 
     asyncio.run(main())
 

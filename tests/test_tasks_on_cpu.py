@@ -239,7 +239,7 @@ def test_duplicate_ids_are_error_rows() -> None:
     rows = [{"problem": "a", "id": "x"}, {"problem": "b", "id": "y"}, {"problem": "c", "id": "x"}]
     problems = problems_from_items(rows)
     assert [p.ok for p in problems] == [True, True, False]
-    assert problems[2].error == "row 2: duplicate id 'x'"
+    assert problems[2].error == "row 2: duplicate id 'x' (first on row 0)"
 
 
 def test_limit_and_offset(tmp_path: Path) -> None:

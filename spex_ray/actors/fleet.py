@@ -26,6 +26,7 @@ from spex_ray.actors.engine import EngineActor
 from spex_ray.actors.monitor import EngineMonitor
 from spex_ray.actors.pool import ActorResources, actor_options, policy_resources, remove_groups
 from spex_ray.config import Config
+from spex_ray.errors import RunError
 from spex_ray.runtime.sizing import PoolSizing
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class EngineFleet:
         self.started = 0  # engines ever started (names are never reused)
         self.removed = 0
         self.restarted = 0
+        self.failures: list[str] = []  # why engines failed to start, for the error if none does
         self._requested = -1
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -136,7 +138,8 @@ class EngineFleet:
         try:
             info = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            log.error("%s failed to start: %s", member.name, str(exc).strip().splitlines()[-1])
+            self.failures.append(f"{member.name} failed to start: {str(exc).strip().splitlines()[-1]}")
+            log.error("%s", self.failures[-1])
             self._forget(member)
             return
         log.info("%s ready after %.1fs: %s", member.name, now - member.asked_at, _describe(info))
@@ -151,12 +154,12 @@ class EngineFleet:
             self._started(pending[ref], now)
         if late:
             names = ", ".join(pending[ref].name for ref in late)
-            raise RuntimeError(
+            raise RunError(
                 f"{names} did not start within policy.start_timeout_s={timeout_s:.0f}s: each engine needs "
                 f"{_needs(self.resources)}; the cluster has {_free()} free of {ray.cluster_resources()}"
             )
         if not self.serving():
-            raise RuntimeError("no engine started; see the errors above")
+            raise RunError("no engine started: " + "; ".join(self.failures[-3:]))
 
     # -- resizing ----------------------------------------------------------------------------
 

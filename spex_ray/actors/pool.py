@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spex_ray.config import PolicyConfig, RewardConfig
+from spex_ray.errors import RunError
 from spex_ray.registries import SCORERS
 
 # -- placement: what an engine actor asks Ray for ------------------------------------------------
@@ -66,7 +67,7 @@ def actor_options(resources: ActorResources) -> tuple[dict[str, Any], Any]:
         ray.get(group.ready(), timeout=PLACEMENT_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError as exc:
         remove_placement_group(group)
-        raise RuntimeError(
+        raise RunError(
             f"could not reserve {list(resources.bundles)} ({resources.strategy}) in {PLACEMENT_TIMEOUT_S:.0f} s; "
             f"the cluster has {ray.cluster_resources()}"
         ) from exc
@@ -80,8 +81,9 @@ def start_actors(
     actor_cls: Any, config: PolicyConfig | RewardConfig, resources: ActorResources, prefix: str, count: int
 ) -> tuple[list[Any], list[Any]]:
     """Start `count` actors `actor_cls(config, f"{prefix}-{i}")` with `resources`, wait for their
-    start(); returns the actors and their placement groups (tensor parallel only)."""
-    import ray
+    start() (at most startup.START_TIMEOUT_S); returns the actors and their placement groups
+    (tensor parallel only)."""
+    from spex_ray.actors.startup import wait_for_start
 
     actors, groups = [], []
     for i in range(count):
@@ -89,7 +91,11 @@ def start_actors(
         actors.append(actor_cls.options(**options).remote(config, f"{prefix}-{i}"))
         if group is not None:
             groups.append(group)
-    ray.get([actor.start.remote() for actor in actors])
+    try:
+        wait_for_start(actors, prefix, resources)  # bounded; says which resource is short
+    except BaseException:
+        remove_groups(groups)
+        raise
     return actors, groups
 
 

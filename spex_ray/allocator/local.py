@@ -21,6 +21,7 @@ class LocalAllocator:
         self.book = BudgetBook(mode, tau, default_knee)
         self._budgets: dict[str, dict[str, LocalBudget]] = {}  # engine -> query -> budget
         self._changed: set[str] = set()  # engines whose shares changed since the last notify
+        self._reported: dict[str, tuple[int, int | None]] = {}  # engine -> its last MAIN report
 
     def register_engine(self, engine_id: str, knee: int) -> None:
         self.book.set_engine(engine_id, knee)
@@ -28,10 +29,13 @@ class LocalAllocator:
     def deregister_engine(self, engine_id: str) -> None:
         self.book.remove_engine(engine_id)
 
-    def report_main(self, engine_id: str, main_in_flight: int) -> None:
-        """The engine's MAIN requests in flight changed: re-share and wake queries that gained."""
-        if self.book.main_in_flight(engine_id) != main_in_flight:
-            self.book.report_main(engine_id, main_in_flight)
+    def report_main(self, engine_id: str, main_in_flight: int, spec_capacity: int | None = None) -> None:
+        """The engine's MAIN requests in flight (and the speculative capacity it offers,
+        EngineLoad.spec_capacity) changed: re-share and wake queries that gained."""
+        report = (main_in_flight, spec_capacity)
+        if self._reported.get(engine_id) != report:
+            self._reported[engine_id] = report
+            self.book.report_main(engine_id, main_in_flight, spec_capacity)
             self._schedule_notify(engine_id)
 
     def budget(self, query_id: str, engine_id: str, order: int) -> LocalBudget:

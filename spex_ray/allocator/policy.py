@@ -1,8 +1,10 @@
 """Inter-query speculative budget allocation (SPEX §inter-query): the pure policy.
 
-Each engine has a speculative budget: its knee concurrency minus the primary (MAIN)
-sequences in flight. The queries speculating on that engine share the budget by a softmax
-over their utility, capped at what each can use. BudgetBook keeps the state and the
+Each engine has a speculative budget: the speculative capacity it reports with its MAIN load
+(EngineLoad.spec_capacity: the SPEC sequences whose marginal step cost keeps its MAIN
+sequences' step within policy.max_slowdown, engines/capacity.py), or, until it reports one,
+its knee concurrency minus the primary (MAIN) sequences in flight. The queries speculating on
+that engine share the budget by a softmax over their utility, capped at what each can use. BudgetBook keeps the state and the
 invariant (grants on an engine never exceed its budget); the Ray actor in budget.py wraps
 it. No Ray in here; every call is pure Python and O(n log n) in the queries of one engine.
 """
@@ -162,8 +164,8 @@ def _round_largest_remainder(shares: list[float], demands: list[Demand], total: 
 class BudgetBook:
     """Engines' speculative budgets and the per-query grants; the allocator's whole state.
 
-    Invariant: the grants on an engine, as read, sum to at most its budget (knee - MAIN in
-    flight): every change marks that engine's shares stale and every read of a grant
+    Invariant: the grants on an engine, as read, sum to at most its budget (its reported
+    speculative capacity, else knee - MAIN in flight): every change marks that engine's shares stale and every read of a grant
     re-shares the stale engines first. Re-sharing on read rather than on each change gives
     the very grants an eager re-share would (the shares are a function of the engine's
     current state), but a burst of demand changes between two reads costs one re-share.
@@ -174,6 +176,7 @@ class BudgetBook:
         self.configure(mode, tau, default_knee)
         self._knee: dict[str, int] = {}
         self._main: dict[str, int] = {}
+        self._capacity: dict[str, int] = {}  # engine -> the speculative capacity it reported
         self._demands: dict[str, Demand] = {}
         self._grants: dict[str, int] = {}
         self._by_engine: dict[str, dict[str, Demand]] = {}
@@ -203,12 +206,19 @@ class BudgetBook:
             self._remove(demand)
         self._knee.pop(engine_id, None)
         self._main.pop(engine_id, None)
+        self._capacity.pop(engine_id, None)
         self.version += 1
 
-    def report_main(self, engine_id: str, main_in_flight: int) -> None:
-        """Record how many primary sequences the engine is running; shrinks or grows its budget."""
+    def report_main(self, engine_id: str, main_in_flight: int, spec_capacity: int | None = None) -> None:
+        """Record how many primary sequences the engine is running and, when it has a figure
+        (EngineLoad.spec_capacity), the SPEC sequences it offers beside them; re-shares its budget.
+        A capacity of None keeps the last one reported (none yet: knee - MAIN in flight)."""
         if main_in_flight < 0:
             raise ValueError("main_in_flight must be >= 0")
+        if spec_capacity is not None:
+            if spec_capacity < 0:
+                raise ValueError("spec_capacity must be >= 0")
+            self._capacity[engine_id] = int(spec_capacity)
         self._main[engine_id] = int(main_in_flight)
         self._recompute(engine_id)
 
@@ -251,15 +261,16 @@ class BudgetBook:
             self._recompute(engine_id)
 
     def budget(self, engine_id: str) -> int:
-        """Speculative slots of an engine: max(0, knee - MAIN in flight)."""
+        """Speculative slots of an engine: its reported capacity, else max(0, knee - MAIN in flight)."""
+        if engine_id in self._capacity:
+            return self._capacity[engine_id]
         knee = self._knee.get(engine_id, self.default_knee)
         return max(0, knee - self._main.get(engine_id, 0))
 
-    def main_in_flight(self, engine_id: str) -> int | None:
-        """The engine's MAIN in flight as engines() reports it (None for an unknown engine)."""
-        if engine_id in self._main:
-            return self._main[engine_id]
-        return 0 if engine_id in self._knee or engine_id in self._by_engine else None
+    def engine_of(self, query_id: str) -> str | None:
+        """The engine a recorded query speculates on (None if unknown)."""
+        demand = self._demands.get(query_id)
+        return demand.engine_id if demand is not None else None
 
     def grant(self, query_id: str) -> int:
         """The query's current grant (0 if unknown)."""
@@ -282,12 +293,13 @@ class BudgetBook:
         return list(self._demands.values())
 
     def engines(self) -> dict[str, dict[str, int]]:
-        """Per engine: knee, MAIN in flight, budget, granted, queries."""
+        """Per engine: knee, MAIN in flight, reported capacity (-1: none), budget, granted, queries."""
         ids = set(self._knee) | set(self._main) | set(self._by_engine)
         return {
             e: {
                 "knee": self._knee.get(e, self.default_knee),
                 "main": self._main.get(e, 0),
+                "capacity": self._capacity.get(e, -1),
                 "budget": self.budget(e),
                 "granted": self.granted_on(e),
                 "queries": len(self._by_engine.get(e, {})),

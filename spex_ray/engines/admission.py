@@ -55,10 +55,14 @@ class AdmissionQueue(Generic[W]):
 
     def drain(self) -> list[W]:
         """Every waiting request, in admission order; the queue is left empty."""
-        items = [item for queue in self._queues.values() for item in queue]
+        items = self.items()
         for queue in self._queues.values():
             queue.clear()
         return items
+
+    def items(self) -> list[W]:
+        """Every waiting request, in admission order (the queue is left as it is)."""
+        return [item for queue in self._queues.values() for item in queue]
 
     def count(self, priority: Priority) -> int:
         return len(self._queues[priority])
@@ -92,14 +96,22 @@ def request_problem(
 
 
 def queue_load(
-    meter: LoadMeter, running: Iterable[Priority], queue: AdmissionQueue, now: float
+    meter: LoadMeter,
+    running: Iterable[Priority],
+    queue: AdmissionQueue,
+    now: float,
+    *,
+    held_spec: int = 0,
+    spec_capacity: int | None = None,
 ) -> EngineLoad:
-    """The EngineLoad of an engine running requests of priorities `running`, with `queue` waiting."""
+    """The EngineLoad of an engine running requests of priorities `running`, with `queue` and
+    `held_spec` paused SPEC requests waiting, offering `spec_capacity` (engines/capacity.py)."""
     priorities = list(running)
     return meter.snapshot(
         running_main=priorities.count(Priority.MAIN),
         running_spec=priorities.count(Priority.SPEC),
         queued_main=queue.count(Priority.MAIN),
-        queued_spec=queue.count(Priority.SPEC),
+        queued_spec=queue.count(Priority.SPEC) + held_spec,
         now=now,
+        spec_capacity=spec_capacity,
     )

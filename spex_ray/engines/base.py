@@ -118,7 +118,12 @@ def failed_result(request: GenRequest, enqueue_time: float, error: str, prompt_t
 
 @dataclass
 class EngineLoad:
-    """A snapshot of an engine's work: requests running and waiting, by priority."""
+    """A snapshot of an engine's work: requests running and waiting, by priority.
+
+    spec_capacity is the number of SPEC sequences the engine offers now beside its MAIN ones
+    (engines/capacity.py); None where the engine has no figure of its own, and the allocator
+    then uses its knee minus the MAIN in flight.
+    """
 
     running_main: int = 0
     running_spec: int = 0
@@ -128,6 +133,7 @@ class EngineLoad:
     tokens_per_second: float = 0.0
     mean_batch_occupancy: float = 0.0
     time: float = field(default_factory=time.time)
+    spec_capacity: int | None = None
 
     @property
     def running(self) -> int:
@@ -145,10 +151,12 @@ class Engine(Protocol):
     start() loads the model (idempotent); generate() resolves when the request finishes,
     is stopped, or is aborted (finish_reason "abort", with the text produced so far);
     abort() of an unknown or finished request is a no-op; load() reports the current
-    work; knee() is the concurrency up to which a decode step costs about the same (the
-    allocator's budget; max_batch_size where the engine has no model of it); close() frees
-    the model. chat_template() is how the model wants chat messages turned into a prompt,
-    as a value its callers render themselves. `name` is the engine's own name.
+    work and the speculative capacity the engine offers (EngineLoad.spec_capacity, from its
+    step time: engines/capacity.py); knee() is a static concurrency estimate (the roofline
+    knee; max_batch_size where the engine has no model of it) that the allocator starts
+    from until the first load report; close() frees the model. chat_template() is how the
+    model wants chat messages turned into a prompt, as a value its callers render
+    themselves. `name` is the engine's own name.
     """
 
     name: str

@@ -2,8 +2,18 @@
 
 Concurrent generate() calls share forward passes: every admitted request is handed to one
 transformers `ContinuousBatchingManager`, which decodes them together in a background thread.
-In front of it sits our own admission queue, so at most `policy.max_batch_size` requests are in
+In front of it sits our own admission queue, so at most `policy.max_batch_size` requests run in
 the manager at once and waiting requests are admitted MAIN before SPEC, FIFO within a priority.
+
+Primary work never pays for speculation beyond the engine's speculative capacity
+(engines/capacity.py: the SPEC sequences whose measured marginal step cost keeps the MAIN
+sequences' step within policy.max_slowdown). At most that many SPEC requests run beside the
+MAIN ones; when MAIN requests arrive, running SPEC requests beyond it are paused (held in the
+manager with their KV cache, not stepped: engines/hf_scheduler.py), as SGLang's priority
+scheduling preempts them, and resume where they stopped when room returns, before any waiting
+SPEC request starts. With no MAIN request in the engine, SPEC may fill every slot (nothing
+primary to slow, and it is paused the moment MAIN arrives). Step times are measured on every
+pure-decode step and fitted against the batch and its context (StepCostFit).
 
 Requests stream (one output per generated token, delivered on the event loop), which is how
 stop strings are detected: when the decoded text contains a stop string the request is cancelled
@@ -41,9 +51,11 @@ from dataclasses import dataclass, field
 
 from spex_ray.config import PolicyConfig
 from spex_ray.engines.admission import AdmissionQueue, queue_load, request_problem
-from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, failed_result
+from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority, failed_result
+from spex_ray.engines.capacity import StepCostFit, spec_capacity
 from spex_ray.engines.chat import ChatTemplate
 from spex_ray.engines.hf_sampling import SeedKeys, install_sampler, install_seed_keys
+from spex_ray.engines.hf_scheduler import HeldRequests, install_scheduler_hooks, wake
 from spex_ray.engines.hf_settings import HFSettings
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.engines.models import resolve_model
@@ -130,7 +142,10 @@ class HFEngine:
         self._eos_ids: list[int] = []
         self._context_limit = 0  # prompt + max_new_tokens must fit in this
         self._queue: AdmissionQueue[_RequestState] = AdmissionQueue()
-        self._running: dict[str, _RequestState] = {}
+        self._running: dict[str, _RequestState] = {}  # in the manager, paused ones included
+        self._paused: dict[str, _RequestState] = {}  # SPEC held in the manager, in the order paused
+        self._held = HeldRequests()
+        self.step_costs = StepCostFit()
         self._meter = LoadMeter(policy.max_batch_size)
         self._start_lock = asyncio.Lock()
         self._warned: set[str] = set()
@@ -148,7 +163,9 @@ class HFEngine:
     def _load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, GenerationConfig
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # an actor's output reaches the driver's console
         tokenizer = self._load_tokenizer()
         resolved = resolve_model(self.policy.model, self.policy.cache_dir)
         dtype = getattr(torch, self.policy.dtype)
@@ -175,6 +192,7 @@ class HFEngine:
         manager.start()
         self._context_limit = min(int(max_positions), _cache_capacity(manager))
         install_sampler(manager, self._seed_keys)
+        install_scheduler_hooks(manager, self._held, self.step_costs.observe)
         self._model, self._manager = model, manager
 
     def _batching_config(self, max_positions: int, device_type: str):
@@ -249,18 +267,72 @@ class HFEngine:
             raise
 
     def _admit(self) -> None:
-        """Hand waiting requests to the manager while there are free slots."""
-        while len(self._running) < self.policy.max_batch_size:
-            state = self._queue.pop()
-            if state is None:
-                return
-            self._submit(state)
+        """Fill the batch: pause running SPEC beyond the speculative limit, admit waiting MAIN
+        into free slots, then run SPEC up to the limit (paused ones first, then waiting ones)."""
+        limit = self._spec_limit()
+        running_spec = sorted(
+            (s for s in self._active() if s.request.priority == Priority.SPEC), key=lambda s: s.start_time
+        )
+        for state in running_spec[limit:][::-1]:  # the latest admitted first
+            self._pause(state)
+        while self._free_slots() and self._queue.count(Priority.MAIN):
+            self._submit(self._queue.pop())
+        spec = min(len(running_spec), limit)
+        while spec < limit and self._free_slots() and (self._paused or self._queue):
+            if self._paused:
+                self._resume(next(iter(self._paused.values())))
+            else:
+                self._submit(self._queue.pop())
+            spec += 1
+
+    def _active(self) -> list[_RequestState]:
+        """The requests the manager steps (running and not paused)."""
+        return [s for rid, s in self._running.items() if rid not in self._paused]
+
+    def _free_slots(self) -> int:
+        return self.policy.max_batch_size - (len(self._running) - len(self._paused))
+
+    def _main_in_engine(self) -> int:
+        running = sum(s.request.priority == Priority.MAIN for s in self._running.values())
+        return running + self._queue.count(Priority.MAIN)
+
+    def _spec_limit(self) -> int:
+        """SPEC requests that may run now: the speculative capacity beside the MAIN in the
+        engine; every slot when there is no MAIN (SPEC is paused the moment MAIN arrives)."""
+        main = self._main_in_engine()
+        return self.spec_capacity(main) if main else self.policy.max_batch_size
+
+    def spec_capacity(self, main: int) -> int:
+        """SPEC sequences this engine offers beside `main` MAIN ones (engines/capacity.py), from
+        the step times it measured at the running MAIN requests' mean context."""
+        cost = self.step_costs.cost()
+        step_time = cost.step_time(self._main_context(cost.mean_context)) if cost else None
+        return spec_capacity(self.policy, main, step_time, self.knee)
+
+    def _main_context(self, default: float) -> float:
+        contexts = [
+            len(s.input_ids) + len(s.token_ids)
+            for s in self._running.values()
+            if s.request.priority == Priority.MAIN
+        ]
+        return sum(contexts) / len(contexts) if contexts else default
+
+    def _pause(self, state: _RequestState) -> None:
+        self._paused[state.request_id] = state
+        self._held.hold(state.request_id)
+        self._meter.set_running(len(self._running) - len(self._paused), time.time())
+
+    def _resume(self, state: _RequestState) -> None:
+        self._paused.pop(state.request_id, None)
+        self._held.release(state.request_id)
+        self._meter.set_running(len(self._running) - len(self._paused), time.time())
+        wake(self._manager)
 
     def _submit(self, state: _RequestState) -> None:
         rid = state.request_id
         state.start_time = time.time()
         self._running[rid] = state
-        self._meter.set_running(len(self._running), state.start_time)
+        self._meter.set_running(len(self._running) - len(self._paused), state.start_time)
         try:
             self._manager.register_result_handler(rid, lambda output: self._on_output(state, output))
             accepted = self._manager.add_request(
@@ -333,7 +405,9 @@ class HFEngine:
     ) -> None:
         """Resolve a request, free its slot, and admit the next waiting one."""
         if self._running.pop(state.request_id, None) is not None:
-            self._meter.set_running(len(self._running), time.time())
+            if self._paused.pop(state.request_id, None) is not None:
+                self._held.release(state.request_id)
+            self._meter.set_running(len(self._running) - len(self._paused), time.time())
             _drop_handler(self._manager, state.request_id)
             if self._seed_keys is not None:
                 self._seed_keys.forget(state.request_id)
@@ -355,8 +429,14 @@ class HFEngine:
     # ------------------------------------------------------------------ introspection
 
     def load(self) -> EngineLoad:
+        """Paused SPEC requests count as waiting."""
         return queue_load(
-            self._meter, (s.request.priority for s in self._running.values()), self._queue, time.time()
+            self._meter,
+            (s.request.priority for s in self._active()),
+            self._queue,
+            time.time(),
+            held_spec=len(self._paused),
+            spec_capacity=self.spec_capacity(self._main_in_engine()),
         )
 
     def knee(self) -> int:

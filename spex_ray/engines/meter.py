@@ -31,10 +31,13 @@ class LoadMeter:
         if count > 0:
             self._tokens.append((now, count))
 
+    def area(self, now: float) -> float:
+        """Integral of running requests over time since the start (request-seconds)."""
+        return self._area + self._running * (now - self._last)
+
     def occupancy(self, now: float) -> float:
         elapsed = now - self._since
-        area = self._area + self._running * (now - self._last)
-        return area / (elapsed * self.capacity) if elapsed > 0 else 0.0
+        return self.area(now) / (elapsed * self.capacity) if elapsed > 0 else 0.0
 
     def tokens_per_second(self, now: float) -> float:
         while self._tokens and self._tokens[0][0] < now - RATE_WINDOW_S:
@@ -43,7 +46,14 @@ class LoadMeter:
         return sum(n for _, n in self._tokens) / window if window > 0 else 0.0
 
     def snapshot(
-        self, *, running_main: int, running_spec: int, queued_main: int, queued_spec: int, now: float
+        self,
+        *,
+        running_main: int,
+        running_spec: int,
+        queued_main: int,
+        queued_spec: int,
+        now: float,
+        spec_capacity: int | None = None,
     ) -> EngineLoad:
         """The EngineLoad of these request counts at `now`, with this meter's rates."""
         return EngineLoad(
@@ -55,4 +65,5 @@ class LoadMeter:
             tokens_per_second=self.tokens_per_second(now),
             mean_batch_occupancy=self.occupancy(now),
             time=now,
+            spec_capacity=spec_capacity,
         )

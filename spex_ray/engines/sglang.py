@@ -16,6 +16,11 @@ without sglang or a GPU. Missing sglang is an ImportError naming the extra to in
 load() comes from our own bookkeeping of requests in flight: SGLang does not tell us which
 are running, so up to max_batch_size of them count as running, MAIN first (as SGLang admits
 them). start_time is the enqueue time unless SGLang reports forward_entry_time.
+
+The speculative capacity (EngineLoad.spec_capacity, engines/capacity.py) comes from measured
+step times too, per request since SGLang's steps are not visible from here: each finished
+MAIN request of a few tokens or more is one observation of (its mean batch, from the
+time-weighted requests in flight over its run; their context; its run time per output token).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 from spex_ray.config import PolicyConfig
 from spex_ray.engines.admission import request_problem
 from spex_ray.engines.base import EngineLoad, GenRequest, GenResult, Priority, failed_result
+from spex_ray.engines.capacity import StepCostFit, spec_capacity
 from spex_ray.engines.chat import ChatTemplate
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.engines.models import resolve_model
@@ -45,6 +51,7 @@ INSTALL_HINT = 'SGLang is not installed: pip install "spex-ray[sglang]" (needs a
 _ABORT_RETRIES = 50  # an abort can beat the request into the tokenizer manager; retry this often
 _ABORT_RETRY_S = 0.01
 _CLOSE_DRAIN_S = 5.0  # close() waits this long for aborted requests to resolve
+_MIN_TIMED_TOKENS = 4  # a request shorter than this says more about prefill than about a decode step
 
 
 def require_sglang() -> None:
@@ -71,6 +78,7 @@ class SGLangEngine:
         self._inflight: dict[str, Priority] = {}
         self._aborted: set[str] = set()
         self._meter = LoadMeter(policy.max_batch_size)
+        self.step_costs = StepCostFit()
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -131,6 +139,7 @@ class SGLangEngine:
             return failed_result(request, enqueue_time, problem, prompt_tokens=len(input_ids))
         rid = request.request_id
         self._track(rid, request.priority)
+        area_at_start = self._meter.area(time.time())
         try:
             output = await self._engine.async_generate(**generate_kwargs(request, input_ids))
         except asyncio.CancelledError:  # the caller gave up: free SGLang's slot too
@@ -151,7 +160,19 @@ class SGLangEngine:
             aborted=aborted,
         )
         self._meter.add_tokens(result.completion_tokens, result.end_time)
+        if request.priority == Priority.MAIN and not aborted:
+            self._observe(result, area_at_start)
         return result
+
+    def _observe(self, result: GenResult, area_at_start: float) -> None:
+        """One step-time observation from a finished request (see the module docstring)."""
+        seconds = result.run_seconds
+        if result.completion_tokens < _MIN_TIMED_TOKENS or seconds <= 0:
+            return
+        batch = (self._meter.area(result.end_time) - area_at_start) / seconds
+        sequences = max(1, round(batch))
+        context = result.prompt_tokens + result.completion_tokens / 2
+        self.step_costs.observe(sequences, sequences * context, seconds / result.completion_tokens)
 
     async def abort(self, request_id: str) -> None:
         """Abort a request in flight (no-op when unknown or finished)."""
@@ -221,7 +242,15 @@ class SGLangEngine:
             queued_main=main - running_main,
             queued_spec=spec - running_spec,
             now=time.time(),
+            spec_capacity=self.spec_capacity(main),
         )
+
+    def spec_capacity(self, main: int) -> int:
+        """SPEC sequences this engine offers beside `main` MAIN ones (engines/capacity.py), from
+        the step times its MAIN requests measured, at their mean context."""
+        cost = self.step_costs.cost()
+        step_time = cost.step_time(cost.mean_context) if cost else None
+        return spec_capacity(self.policy, main, step_time, self.knee)
 
     def knee(self) -> int:
         """The roofline knee (hardware/roofline.py) for the detected GPU and a known model

@@ -28,7 +28,7 @@ class AllocatorPort(Protocol):
 
     def register_engine(self, engine_id: str, knee: int) -> Any: ...
 
-    def report_main(self, engine_id: str, main_in_flight: int) -> Any: ...
+    def report_main(self, engine_id: str, main_in_flight: int, spec_capacity: int | None = None) -> Any: ...
 
 
 async def _call(result: Any) -> Any:
@@ -107,19 +107,21 @@ class EngineHost:
             self._reporter = asyncio.get_running_loop().create_task(self._report_main())
 
     async def _report_main(self) -> None:
-        """Report MAIN in flight on change; after a failed report (the allocator restarting)
-        register again first, so a restarted allocator relearns this engine."""
-        last, registered = -1, True
+        """Report MAIN in flight and the speculative capacity offered beside it
+        (EngineLoad.spec_capacity) on change; after a failed report (the allocator
+        restarting) register again first, so a restarted allocator relearns this engine."""
+        last: tuple[int, int | None] | None = None
+        registered = True
         while True:
             load = self.engine.load()
-            main = load.running_main + load.queued_main
+            report = (load.running_main + load.queued_main, load.spec_capacity)
             try:
                 if not registered:
                     await _call(self.allocator.register_engine(self.name, self.knee()))
-                    registered, last = True, -1
-                if main != last:
-                    await _call(self.allocator.report_main(self.name, main))
-                    last = main
+                    registered, last = True, None
+                if report != last:
+                    await _call(self.allocator.report_main(self.name, *report))
+                    last = report
             except Exception as exc:  # noqa: BLE001 - the allocator is down: keep serving
                 if registered:
                     log.warning("%s: MAIN report to the allocator failed: %s", self.name, exc)

@@ -39,7 +39,8 @@ from typing import Any
 
 from spex_ray.config import PolicyConfig
 from spex_ray.engines.admission import AdmissionQueue, queue_load
-from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult
+from spex_ray.engines.base import EngineLoad, FinishReason, GenRequest, GenResult, Priority
+from spex_ray.engines.capacity import spec_capacity
 from spex_ray.engines.chat import ChatTemplate
 from spex_ray.engines.meter import LoadMeter
 from spex_ray.sim.cache import PrefixCache
@@ -207,8 +208,10 @@ class SimEngine:
             self._finish(seq, FinishReason.ABORT)
 
     def load(self) -> EngineLoad:
+        running = [s.request.priority for s in self._running.values()]
+        main = running.count(Priority.MAIN) + self._queue.count(Priority.MAIN)
         return queue_load(
-            self._meter, (s.request.priority for s in self._running.values()), self._queue, self.clock()
+            self._meter, running, self._queue, self.clock(), spec_capacity=self.spec_capacity(main)
         )
 
     def chat_template(self) -> ChatTemplate:
@@ -245,6 +248,32 @@ class SimEngine:
         except ValueError:
             knee = capacity
         return max(1, min(knee, capacity))
+
+    def spec_capacity(self, main: int) -> int:
+        """SPEC sequences this engine offers beside `main` MAIN ones (engines/capacity.py): by
+        its timing model at the running sequences' mean context, within its KV memory."""
+        context = self._mean_context()
+        verify = self._draft_steps + 1
+
+        def step_time(batch: int) -> float:
+            work = IterationWork(
+                decode_seqs=batch, decode_context=round(batch * context), verify_tokens=verify
+            )
+            return self.timing.iteration_time(work)
+
+        room = int(self.timing.kv_capacity_tokens // max(1.0, context)) - main
+        return spec_capacity(self.policy, main, step_time, self.knee, room)
+
+    def _mean_context(self) -> float:
+        """Context tokens of a sequence now: the running ones' mean, else the waiting prompts',
+        else the mean decode context so far, else 1024."""
+        running = [seq.context for seq in self._running.values()]
+        if running:
+            return sum(running) / len(running)
+        waiting = [len(seq.prompt_ids) for seq in self._queue.items()]
+        if waiting:
+            return sum(waiting) / len(waiting)
+        return self.decode_context_total / self.decode_seq_steps if self.decode_seq_steps else 1024.0
 
     def generated_tokens(self, request_id: str) -> int:
         """Output tokens a running request has produced so far (0 when not running)."""

@@ -12,8 +12,10 @@ from spex_ray.tasks.problems import (
     Problem,
     check_fields,
     load_problems,
+    problem_items,
     problems_from_items,
     resolve_dataset,
+    unique_problems,
 )
 from spex_ray.tasks.prompts import STEP_DELIMITER, SYSTEM_PROMPT, build_messages
 
@@ -33,6 +35,8 @@ __all__ = [
     "is_correct",
     "load_problems",
     "named_dataset",
+    "problem_items",
     "problems_from_items",
     "resolve_dataset",
+    "unique_problems",
 ]

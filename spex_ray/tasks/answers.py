@@ -1,8 +1,11 @@
 """Answer extraction, normalisation (for voting) and grading against a gold answer.
 
-math-verify is imported lazily. Its signal-based timeouts only work in the main thread, so they
-are disabled (``parsing_timeout=None``, ``timeout_seconds=None``); instead, overly long answers
-are not handed to it at all (see ``MAX_VERIFY_CHARS``).
+Extraction is linear in the text's length (one pass over its braces). Grading compares
+normalised keys first; only answers whose keys differ go to math-verify, which runs in a
+worker process under a time and memory bound (:mod:`spex_ray.tasks.verify`), so grading is
+safe from any thread and no answer can stall it for more than a few seconds. Answers that
+are too long, or whose powers and factorials would make sympy expand for ever, are compared
+by key only (``MAX_VERIFY_CHARS``, :func:`_too_costly`) without asking the worker at all.
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-# math-verify runs without timeouts (see module doc), so answers that may make sympy hang are
-# compared by key only: longer than this, or with exponents / factorials beyond these bounds.
+# Answers that would only time out in math-verify are compared by key only: longer than
+# this, or with exponents / factorials beyond these bounds.
 MAX_VERIFY_CHARS = 200
+MAX_ANSWER_CHARS = 1_000  # a longer "answer" is not one (and would make normalising it costly)
 MAX_NUMERIC_EXPONENT = 10_000
 MAX_SYMBOLIC_EXPONENT = 8
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_NON_SPACE_RE = re.compile(r"\S")
+_INTEGER_RE = re.compile(r"-?\d+")
 _BOX_BARE_RE = re.compile(r"\\boxed +([^\s${}]+)")
 _PHRASE_RE = re.compile(r"(?i)\banswer\s*(?:is\b|:)\s*:?[ \t]*")
 _HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
@@ -36,13 +42,14 @@ def extract_answer(text: str) -> str | None:
     """Extract the final answer from a model completion, or None when there is none.
 
     Tried in order: the last ``\\boxed{...}``/``\\fbox{...}`` (balanced braces); the last
-    "The answer is X" / "answer: X"; the last GSM8K-style "#### X".
+    "The answer is X" / "answer: X"; the last GSM8K-style "#### X". An answer longer than
+    MAX_ANSWER_CHARS does not count.
     """
     if not text:
         return None
     for finder in (_last_boxed, _last_phrase, _last_hash):
         answer = finder(text)
-        if answer:
+        if answer and len(answer) <= MAX_ANSWER_CHARS:
             return answer
     return None
 
@@ -67,14 +74,33 @@ def _balanced_group(text: str, open_pos: int, open_char: str = "{", close_char: 
 
 
 def _last_boxed(text: str) -> str | None:
-    candidates: list[tuple[int, str]] = []
-    for match in _BOX_RE.finditer(text):
-        content = _balanced_group(text, match.end() - 1)
-        if content is not None and content.strip():
-            candidates.append((match.start(), content.strip()))
+    """The content of the last ``\\boxed{...}`` (balanced, not blank) or bare ``\\boxed x``."""
+    groups = _closed_groups(text, {match.end() - 1: match.start() for match in _BOX_RE.finditer(text)})
+    best: tuple[int, str] | None = None
+    for start, open_pos, close_pos in sorted(groups, reverse=True):
+        if _NON_SPACE_RE.search(text, open_pos + 1, close_pos):
+            best = (start, text[open_pos + 1 : close_pos].strip())
+            break
     for match in _BOX_BARE_RE.finditer(text):
-        candidates.append((match.start(), match.group(1)))
-    return max(candidates)[1] if candidates else None
+        if best is None or match.start() > best[0]:
+            best = (match.start(), match.group(1))
+    return best[1] if best else None
+
+
+def _closed_groups(text: str, opens: dict[int, int]) -> list[tuple[int, int, int]]:
+    """(start, open, close) of each brace group opening at a position in `opens` (its value
+    is the group's start, e.g. where its ``\\boxed`` begins) and closed in `text`: one pass."""
+    if not opens:
+        return []
+    groups, stack = [], []
+    for pos, char in enumerate(text):
+        if char == "{":
+            stack.append(pos)
+        elif char == "}" and stack:
+            open_pos = stack.pop()
+            if open_pos in opens:
+                groups.append((opens[open_pos], open_pos, pos))
+    return groups
 
 
 def _clean_phrase_value(value: str) -> str:
@@ -89,7 +115,8 @@ def _clean_phrase_value(value: str) -> str:
 def _last_phrase(text: str) -> str | None:
     # Matched prefix-only so that "Answer: the answer is 5" yields both (overlapping) candidates.
     for match in reversed(list(_PHRASE_RE.finditer(text))):
-        value = _clean_phrase_value(text[match.end() :].split("\n", 1)[0])
+        line_end = text.find("\n", match.end())
+        value = _clean_phrase_value(text[match.end() : line_end if line_end >= 0 else len(text)])
         if value:
             return value
     return None
@@ -168,25 +195,40 @@ def answers_equivalent(a: str, b: str) -> bool:
 
 
 def is_correct(answer: str | None, gold: str | None) -> bool:
-    """Grade ``answer`` against ``gold`` (math-verify, falling back to :func:`answer_key`).
-
-    Safe to call from any thread: math-verify's signal-based timeouts are disabled.
-    """
+    """Grade ``answer`` against ``gold``: equal keys, else math-verify (bounded; an answer it
+    cannot decide within the bounds is not correct). Safe to call from any thread."""
     if answer is None or gold is None or not answer.strip() or not gold.strip():
         return False
     return answer_key(answer) == answer_key(gold) or _math_verify_equal(gold, answer)
 
 
 def _math_verify_equal(gold: str, answer: str) -> bool:
-    if _too_costly(gold) or _too_costly(answer):
+    if _too_costly(gold) or _too_costly(answer) or _distinct_integers(gold, answer):
         return False
+    from spex_ray.tasks.verify import verify_equal
+
+    return bool(verify_equal(gold, answer))
+
+
+def _distinct_integers(gold: str, answer: str) -> bool:
+    """Two integers with different keys: never equal, no need to ask math-verify."""
+    keys = answer_key(gold), answer_key(answer)
+    return all(_INTEGER_RE.fullmatch(key) for key in keys) and keys[0] != keys[1]
+
+
+def math_verify_in_process(gold: str, answer: str) -> bool:
+    """math-verify's verdict, in this process and unbounded: what the verify worker runs.
+
+    MemoryError propagates (the worker reports it); any other failure is "not equal"."""
     try:
-        verify = _math_verify_module().verify
         gold_parsed, answer_parsed = _parse(gold), _parse(answer)
         if not gold_parsed or not answer_parsed:
             return False
+        verify = _math_verify_module().verify
         return bool(verify(list(gold_parsed), list(answer_parsed), timeout_seconds=None))
-    except Exception:
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - an answer math-verify cannot read is not equal
         return False
 
 

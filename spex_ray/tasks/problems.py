@@ -11,7 +11,8 @@ and carries on with the good rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,12 @@ _ANSWER_FIELDS = ("answer",)
 _ID_FIELDS = ("unique_id", "id")
 _META_FIELDS = ("subject", "level")
 _FIELDS_SHOWN = 12  # field names an error message lists at most
+# Input sizes a row may have: a longer problem, gold answer or id fails its row at load.
+# (A problem within the bound may still be longer than the model's context: the engine
+# refuses its first request, before generating anything, and the row fails with that.)
+MAX_PROBLEM_CHARS = 1_000_000
+MAX_GOLD_CHARS = 10_000
+MAX_ID_CHARS = 1_000
 
 
 @dataclass
@@ -185,6 +192,16 @@ def _text_field(row: dict) -> str | None:
 # --------------------------------------------------------------------------- rows -> problems
 
 
+def problem_items(problems: Any) -> list[Any]:
+    """The items of a batch given as one text, one row or one Problem, or as an iterable of them.
+
+    A bare string is one problem (not one per character), a dict one row.
+    """
+    if isinstance(problems, str | bytes | dict | Problem):
+        return [problems]
+    return list(problems)
+
+
 def problems_from_items(
     items: Iterable[Any],
     problem_field: str = "",
@@ -197,22 +214,57 @@ def problems_from_items(
     Auto-detected fields: problem from "problem" or "question", gold from "answer" (GSM8K
     "... #### 72" answers keep only the number, commas removed), id from "unique_id" or "id",
     else the row index. Explicitly named fields must be present. Meta keeps subject/level.
-    A malformed or duplicate row yields a Problem whose ``error`` names the row number.
+    A malformed, oversized or duplicate row yields a Problem whose ``error`` names the row
+    number (see :func:`unique_problems` for the ids of such rows).
     """
     problems: list[Problem] = []
-    seen: set[str] = set()
-    for i, item in enumerate(items):
+    rows = []
+    for i, item in enumerate(problem_items(items)):
         index = start_index + i
         try:
             problem = _problem_from_item(item, index, problem_field, answer_field, id_field)
-            if problem.id in seen:
-                raise _RowError(f"duplicate id {problem.id!r}")
         except _RowError as exc:
             problem = Problem(id=str(index), problem="", error=f"row {index}: {exc}")
-        else:
-            seen.add(problem.id)
         problems.append(problem)
+        rows.append(index)
+    return unique_problems(problems, rows)
+
+
+def unique_problems(problems: Sequence[Problem], rows: Sequence[int] | None = None) -> list[Problem]:
+    """The problems with unique ids. A later row with the id of an earlier well-formed one
+    becomes an error row ("row 7: duplicate id 'x' (first on row 3)"), and every error row
+    gets an id no other row has (its row number, else ``row-<n>``), so each row of the batch
+    keeps a result of its own. `rows` are the row numbers (default: the positions)."""
+    problems = list(problems)
+    rows = list(rows) if rows is not None else list(range(len(problems)))
+    first: dict[str, int] = {}
+    for position, problem in enumerate(problems):
+        if not problem.ok:
+            continue
+        earlier = first.setdefault(problem.id, rows[position])
+        if earlier != rows[position]:
+            problems[position] = dataclasses.replace(
+                problem,
+                id=str(rows[position]),
+                error=f"row {rows[position]}: duplicate id {problem.id!r} (first on row {earlier})",
+            )
+    taken = {problem.id for problem in problems if problem.ok}
+    for position, problem in enumerate(problems):
+        if not problem.ok and problem.id in taken:
+            problems[position] = dataclasses.replace(problem, id=_free_id(problem.id, taken))
+        taken.add(problems[position].id)
     return problems
+
+
+def _free_id(wanted: str, taken: set[str]) -> str:
+    """`wanted`, or `row-<wanted>`, `row-<wanted>-2`, ... : the first that no row has."""
+    if wanted not in taken:
+        return wanted
+    candidate, n = f"row-{wanted}", 1
+    while candidate in taken:
+        n += 1
+        candidate = f"row-{wanted}-{n}"
+    return candidate
 
 
 def _problem_from_item(
@@ -223,7 +275,7 @@ def _problem_from_item(
     if isinstance(item, str):
         if not item.strip():
             raise _RowError("empty problem text")
-        return Problem(id=str(index), problem=item)
+        return Problem(id=str(index), problem=_bounded("problem text", item, MAX_PROBLEM_CHARS))
     if not isinstance(item, dict):
         raise _RowError(f"expected a JSON object or a string, got {type(item).__name__}")
     return Problem(
@@ -252,7 +304,13 @@ def _row_problem(row: dict, problem_field: str) -> str:
         raise _RowError(f"field {name!r} is not a string (got {type(value).__name__})")
     if not value.strip():
         raise _RowError(f"field {name!r} is empty")
-    return value
+    return _bounded(f"field {name!r}", value, MAX_PROBLEM_CHARS)
+
+
+def _bounded(what: str, text: str, limit: int) -> str:
+    if len(text) > limit:
+        raise _RowError(f"{what} is {len(text):,} characters long; at most {limit:,} are accepted")
+    return text
 
 
 def _row_gold(row: dict, answer_field: str) -> str | None:
@@ -267,7 +325,7 @@ def _row_gold(row: dict, answer_field: str) -> str | None:
         return str(int(value)) if value.is_integer() else repr(value)
     if not isinstance(value, str):
         raise _RowError(f"field {name!r} has unsupported type {type(value).__name__}")
-    return _gold_from_text(value)
+    return _gold_from_text(_bounded(f"field {name!r}", value, MAX_GOLD_CHARS))
 
 
 def _gold_from_text(text: str) -> str | None:
@@ -289,4 +347,4 @@ def _row_id(row: dict, index: int, id_field: str) -> str:
         if id_field:
             raise _RowError(f"field {name!r} is empty")
         return str(index)
-    return text
+    return _bounded(f"field {name!r}", text, MAX_ID_CHARS)

@@ -8,6 +8,7 @@ exactly the child the search would have generated (speculation is lossless).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -55,6 +56,7 @@ class StepGenerator:
         self.reward = reward
         self.tokens_main = 0
         self.trace: list[TraceRow] = []  # the primary requests, in the order they finished
+        self._in_flight: set[str] = set()  # request ids in the engine (primary and speculative)
 
     async def step(self, parent: Node, k: int) -> Node:
         """The primary path: generate child k of `parent`, score it, count it and trace it.
@@ -89,7 +91,21 @@ class StepGenerator:
         )
 
     async def generate(self, request: GenRequest) -> GenResult:
-        return await self.engine.generate(request)
+        """The engine's result for `request`. A wait cancelled (the search's deadline) aborts
+        the request in the engine too: a remote engine would otherwise finish it for nothing."""
+        self._in_flight.add(request.request_id)
+        try:
+            return await self.engine.generate(request)
+        except asyncio.CancelledError:
+            await self.engine.abort(request.request_id)
+            raise
+        finally:
+            self._in_flight.discard(request.request_id)
+
+    async def abort_in_flight(self) -> None:
+        """Abort every request of this query still in the engine (the search is over)."""
+        aborts = [self.engine.abort(request_id) for request_id in sorted(self._in_flight)]
+        await asyncio.gather(*aborts, return_exceptions=True)
 
     async def abort(self, request_id: str) -> None:
         await self.engine.abort(request_id)

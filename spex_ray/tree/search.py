@@ -44,6 +44,7 @@ class SearchOutcome:
     chosen path: the terminal with the highest path reward among those whose answer is in
     the winning class (the first such terminal on a tie); empty when nothing answered.
     `answer_node` is the id of that terminal.
+    A search that `timed_out` reports what its tree held at the deadline.
     """
 
     answer: str | None
@@ -54,6 +55,7 @@ class SearchOutcome:
     path: list[str] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
     answer_node: str | None = None
+    timed_out: bool = False  # the deadline (run.query_timeout_s) ended the search
 
 
 def is_final_answer(answer: str | None) -> bool:
@@ -100,13 +102,31 @@ class QuerySearch:
         spex = settings.spex
         self.early_stop = EarlyStop(spex.alpha, spex.stop_confidence) if spex.early_stop else None
         self.early_stopped = False
+        self.timed_out = False
 
     async def run(self) -> SearchOutcome:
         try:
-            await self.algorithm.run(self)
+            await self._search()
         finally:
             await self.speculation.finish()
         return self._outcome()
+
+    async def _search(self) -> None:
+        """The algorithm's search, ended at the query's deadline (settings.query_timeout_s,
+        seconds on the loop's clock): the nodes attached by then are the outcome, and every
+        request still in the engine is aborted."""
+        if not self.settings.query_timeout_s:
+            await self.algorithm.run(self)
+            return
+        deadline = asyncio.timeout(self.settings.query_timeout_s)
+        try:
+            async with deadline:
+                await self.algorithm.run(self)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            self.timed_out = True
+            await self.steps.abort_in_flight()
 
     # -- what algorithms call ----------------------------------------------------------------
 
@@ -162,6 +182,7 @@ class QuerySearch:
         answer, weight = aggregate(candidates, self.settings.search.aggregate)
         trace = [*self.steps.trace, *self.speculation.trace_rows()]
         outcome = SearchOutcome(answer, weight, candidates, self._stats(len(trace)), trace)
+        outcome.timed_out = self.timed_out
         chosen = chosen_path(nodes, answer)
         if chosen is not None:
             outcome.path = chosen.steps()
