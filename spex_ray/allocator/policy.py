@@ -165,11 +165,11 @@ class BudgetBook:
     """Engines' speculative budgets and the per-query grants; the allocator's whole state.
 
     Invariant: the grants on an engine, as read, sum to at most its budget (its reported
-    speculative capacity, else knee - MAIN in flight): every change marks that engine's shares stale and every read of a grant
-    re-shares the stale engines first. Re-sharing on read rather than on each change gives
-    the very grants an eager re-share would (the shares are a function of the engine's
-    current state), but a burst of demand changes between two reads costs one re-share.
-    Engines never registered get `default_knee`.
+    speculative capacity, else knee - MAIN in flight): every change marks that engine's
+    shares stale and every read of a grant re-shares the stale engines first. Re-sharing on
+    read rather than on each change gives the very grants an eager re-share would (the
+    shares are a function of the engine's current state), but a burst of demand changes
+    between two reads costs one re-share. Engines never registered get `default_knee`.
     """
 
     def __init__(self, mode: Mode = "utility", tau: float = 1.0, default_knee: int = 8) -> None:
@@ -271,6 +271,12 @@ class BudgetBook:
         """The engine a recorded query speculates on (None if unknown)."""
         demand = self._demands.get(query_id)
         return demand.engine_id if demand is not None else None
+
+    def main_in_flight(self, engine_id: str) -> int | None:
+        """The engine's MAIN in flight as engines() reports it (None for an unknown engine)."""
+        if engine_id in self._main:
+            return self._main[engine_id]
+        return 0 if engine_id in self._knee or engine_id in self._by_engine else None
 
     def grant(self, query_id: str) -> int:
         """The query's current grant (0 if unknown)."""

@@ -273,7 +273,7 @@ class HFEngine:
         running_spec = sorted(
             (s for s in self._active() if s.request.priority == Priority.SPEC), key=lambda s: s.start_time
         )
-        for state in running_spec[limit:][::-1]:  # the latest admitted first
+        for state in running_spec[limit:]:  # the latest admitted
             self._pause(state)
         while self._free_slots() and self._queue.count(Priority.MAIN):
             self._submit(self._queue.pop())
@@ -440,7 +440,8 @@ class HFEngine:
         )
 
     def knee(self) -> int:
-        """No model of this engine's step time: its batch size (measure one with `spex-ray calibrate`)."""
+        """The static estimate before the engine has timed enough steps: its batch size (or fix
+        one with `spex-ray calibrate` and policy.knee)."""
         return self.policy.max_batch_size
 
     def chat_template(self) -> ChatTemplate:

@@ -254,7 +254,8 @@ class SGLangEngine:
 
     def knee(self) -> int:
         """The roofline knee (hardware/roofline.py) for the detected GPU and a known model
-        spec, at most max_batch_size; max_batch_size when either is unknown."""
+        spec, at most max_batch_size; max_batch_size when either is unknown. The static
+        estimate the engine offers until it has timed enough requests."""
         cap = self.policy.max_batch_size
         gpu = gpu_key(cuda_device_name())
         model = model_key(self.policy.model)

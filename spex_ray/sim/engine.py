@@ -237,7 +237,8 @@ class SimEngine:
         return self._clock.now()
 
     def knee(self) -> int:
-        """The roofline knee concurrency of this GPU and model, at most max_batch_size.
+        """The roofline knee concurrency of this GPU and model, at most max_batch_size: the
+        allocator's starting figure until the engine's first load report (spec_capacity replaces it).
 
         With token-level speculative decoding every sequence runs draft_steps + 1 tokens
         through the model per iteration, so the engine turns compute-bound that many times
